@@ -1,0 +1,49 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Without a target CPU, Swift emits SSE2 only: FMA becomes a libm call per lane and
+// Float16 conversion a function call. Native x86_64 builds target Haswell (AVX2, FMA, F16C);
+// set MINICPMO_TARGET_CPU to override (or to "generic" to opt out).
+import Foundation
+let targetCPU: String? = {
+    if let cpu = ProcessInfo.processInfo.environment["MINICPMO_TARGET_CPU"] {
+        return cpu == "generic" ? nil : cpu
+    }
+    #if arch(x86_64)
+    return "haswell"
+    #else
+    return nil
+    #endif
+}()
+let fastMath: [SwiftSetting] = targetCPU.map { [.unsafeFlags(["-target-cpu", $0])] } ?? []
+
+let package = Package(
+    name: "MiniCPMO",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "MiniCPMO", targets: ["MiniCPMO"]),
+        .executable(name: "minicpmo", targets: ["MiniCPMOCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .target(name: "Kernels", dependencies: [
+            .target(name: "CBLAS", condition: .when(platforms: [.linux])),
+        ], swiftSettings: fastMath),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .target(name: "Weights", dependencies: ["Kernels"], swiftSettings: fastMath),
+        .target(name: "Text", swiftSettings: fastMath),
+        .target(name: "Models", dependencies: ["Kernels", "Weights"], swiftSettings: fastMath),
+        .target(name: "MiniCPMO", dependencies: ["Kernels", "Weights", "Text", "Models"], swiftSettings: fastMath),
+        .executableTarget(name: "MiniCPMOCLI", dependencies: [
+            "MiniCPMO",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fastMath),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
+        .testTarget(name: "WeightsTests", dependencies: ["Weights"], swiftSettings: fastMath),
+        .testTarget(name: "TextTests", dependencies: ["Text", "CZlib"], swiftSettings: fastMath),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "MiniCPMO"], swiftSettings: fastMath),
+    ]
+)

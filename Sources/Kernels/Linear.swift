@@ -1,0 +1,178 @@
+#if canImport(Accelerate)
+import Accelerate
+#else
+import CBLAS
+#endif
+
+/// y = x·Wᵀ (+ b): the one linear map every model component uses.
+/// One token (decode) streams each weight once through a SIMD GEMV on both cores; several tokens
+/// (prefill, encoders) widen tiles of W to Float32 and hand them to BLAS SGEMM, so compute-bound
+/// work runs at BLAS speed without ever holding a float32 copy of a half-precision checkpoint.
+public enum Linear {
+    /// Rows of W widened per SGEMM call: big enough for BLAS efficiency, small enough for L2.
+    static let tileRows = 64
+
+    /// x: [tokens, W.cols] → y: [tokens, W.rows]; bias: W.rows floats or nil.
+    public static func forward(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix,
+                               bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+        if tokens == 1 {
+            gemv(w, x, bias: bias, into: y)
+            return
+        }
+        gemm(x, tokens: tokens, weight: w, bias: bias, into: y)
+    }
+
+    /// y[r] = W[r,:]·x + b[r].
+    public static func gemv(_ w: WeightMatrix, _ x: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                            into y: UnsafeMutablePointer<Float>) {
+        let ranges = splitRange(w.rows, parts: w.rows * w.cols >= 1 << 16 ? Threading.count : 1, align: 4)
+        parallelFor(ranges.count) { part in
+            let r = ranges[part]
+            switch w.format {
+            case .f32: gemvRows(F32Row.self, w, x, r, y)
+            case .f16: gemvRows(F16Row.self, w, x, r, y)
+            case .bf16: gemvRows(BF16Row.self, w, x, r, y)
+            }
+            if let bias {
+                for i in r { y[i] += bias[i] }
+            }
+        }
+    }
+
+    /// Y[T, N] = X[T, K]·W[N, K]ᵀ (+ b) via tiles of W widened to f32 and single-threaded SGEMM per
+    /// thread (one level of parallelism: ours).
+    public static func gemm(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix,
+                            bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+        BLAS.singleThreaded()
+        let n = w.rows, k = w.cols
+        let ranges = splitRange(n, parts: Threading.count, align: tileRows)
+        parallelFor(ranges.count) { part in
+            let range = ranges[part]
+            let scratch = w.format == .f32 ? nil : FloatBuffer(count: tileRows * k)
+            var r0 = range.lowerBound
+            while r0 < range.upperBound {
+                let rows = min(tileRows, range.upperBound - r0)
+                let tile: UnsafePointer<Float>
+                if let scratch {
+                    w.readRows(r0..<(r0 + rows), into: scratch.pointer)
+                    tile = UnsafePointer(scratch.pointer)
+                } else {
+                    tile = w.row(r0).assumingMemoryBound(to: Float.self)
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                            blasInt(tokens), blasInt(rows), blasInt(k), 1, x, blasInt(k),
+                            tile, blasInt(k), 0, y + r0, blasInt(n))
+                r0 += rows
+            }
+            if let bias {
+                for t in 0..<tokens {
+                    let yr = y + t * n
+                    for i in range { yr[i] += bias[i] }
+                }
+            }
+        }
+    }
+}
+
+/// C[M, N] = A[M, K]·B (B is [K, N], or [N, K] when `transposeB`), all float32 row-major.
+public func matmulF32(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, m: Int, n: Int, k: Int,
+                      transposeB: Bool, into c: UnsafeMutablePointer<Float>) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                blasInt(m), blasInt(n), blasInt(k), 1, a, blasInt(k), b, blasInt(transposeB ? k : n),
+                0, c, blasInt(n))
+}
+
+#if canImport(Accelerate)
+@inline(__always) func blasInt(_ v: Int) -> Int { v }
+enum BLAS { static func singleThreaded() {} }
+#else
+@inline(__always) func blasInt(_ v: Int) -> Int32 { Int32(v) }
+enum BLAS {
+    /// Our threads split the work; OpenBLAS threads inside each call would only oversubscribe.
+    private static let once: Void = { openblas_set_num_threads(1) }()
+    static func singleThreaded() { _ = once }
+}
+#endif
+
+// MARK: - GEMV inner loops
+
+protocol RowLoader {
+    static var elementSize: Int { get }
+    static func load8(_ p: UnsafeRawPointer) -> SIMD8<Float>
+    static func load1(_ p: UnsafeRawPointer) -> Float
+}
+
+enum F32Row: RowLoader {
+    static var elementSize: Int { 4 }
+    @inline(__always) static func load8(_ p: UnsafeRawPointer) -> SIMD8<Float> { loadF32x8(p) }
+    @inline(__always) static func load1(_ p: UnsafeRawPointer) -> Float { p.loadUnaligned(as: Float.self) }
+}
+
+enum F16Row: RowLoader {
+    static var elementSize: Int { 2 }
+    @inline(__always) static func load8(_ p: UnsafeRawPointer) -> SIMD8<Float> { loadF16x8(p) }
+    @inline(__always) static func load1(_ p: UnsafeRawPointer) -> Float { Float(p.loadUnaligned(as: Float16.self)) }
+}
+
+enum BF16Row: RowLoader {
+    static var elementSize: Int { 2 }
+    @inline(__always) static func load8(_ p: UnsafeRawPointer) -> SIMD8<Float> { loadBF16x8(p) }
+    @inline(__always) static func load1(_ p: UnsafeRawPointer) -> Float { bf16ToFloat(p.loadUnaligned(as: UInt16.self)) }
+}
+
+/// Four rows at a time, two accumulators each: eight independent FMA chains hide FMA latency and
+/// each load of x serves four rows.
+@inline(__always)
+func gemvRows<L: RowLoader>(_: L.Type, _ w: WeightMatrix, _ x: UnsafePointer<Float>, _ rows: Range<Int>,
+                            _ y: UnsafeMutablePointer<Float>) {
+    let k = w.cols
+    let es = L.elementSize
+    let xr = UnsafeRawPointer(x)
+    var r = rows.lowerBound
+    while r + 4 <= rows.upperBound {
+        let p0 = w.row(r), p1 = w.row(r + 1), p2 = w.row(r + 2), p3 = w.row(r + 3)
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        var b0 = SIMD8<Float>(), b1 = SIMD8<Float>(), b2 = SIMD8<Float>(), b3 = SIMD8<Float>()
+        var i = 0
+        while i + 16 <= k {
+            let xa = loadF32x8(xr + 4 * i), xb = loadF32x8(xr + 4 * (i + 8))
+            a0 = a0.addingProduct(L.load8(p0 + es * i), xa); b0 = b0.addingProduct(L.load8(p0 + es * (i + 8)), xb)
+            a1 = a1.addingProduct(L.load8(p1 + es * i), xa); b1 = b1.addingProduct(L.load8(p1 + es * (i + 8)), xb)
+            a2 = a2.addingProduct(L.load8(p2 + es * i), xa); b2 = b2.addingProduct(L.load8(p2 + es * (i + 8)), xb)
+            a3 = a3.addingProduct(L.load8(p3 + es * i), xa); b3 = b3.addingProduct(L.load8(p3 + es * (i + 8)), xb)
+            i += 16
+        }
+        if i + 8 <= k {
+            let xa = loadF32x8(xr + 4 * i)
+            a0 = a0.addingProduct(L.load8(p0 + es * i), xa)
+            a1 = a1.addingProduct(L.load8(p1 + es * i), xa)
+            a2 = a2.addingProduct(L.load8(p2 + es * i), xa)
+            a3 = a3.addingProduct(L.load8(p3 + es * i), xa)
+            i += 8
+        }
+        var s0 = (a0 + b0).sum(), s1 = (a1 + b1).sum(), s2 = (a2 + b2).sum(), s3 = (a3 + b3).sum()
+        while i < k {
+            let xv = x[i]
+            s0 += L.load1(p0 + es * i) * xv
+            s1 += L.load1(p1 + es * i) * xv
+            s2 += L.load1(p2 + es * i) * xv
+            s3 += L.load1(p3 + es * i) * xv
+            i += 1
+        }
+        y[r] = s0; y[r + 1] = s1; y[r + 2] = s2; y[r + 3] = s3
+        r += 4
+    }
+    while r < rows.upperBound {
+        let p = w.row(r)
+        var a = SIMD8<Float>()
+        var i = 0
+        while i + 8 <= k {
+            a = a.addingProduct(L.load8(p + es * i), loadF32x8(xr + 4 * i))
+            i += 8
+        }
+        var s = a.sum()
+        while i < k { s += L.load1(p + es * i) * x[i]; i += 1 }
+        y[r] = s
+        r += 1
+    }
+}

@@ -1,0 +1,71 @@
+import ArgumentParser
+import Foundation
+import MiniCPMO
+
+@main
+struct MiniCPMOCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "minicpmo",
+        abstract: "MiniCPM-o 2.6 inference on the CPU.",
+        subcommands: [ProbeCommand.self])
+}
+
+/// Messages for people go to stderr; stdout carries only results.
+func note(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
+
+/// Reports an error as one line on stderr and exits with `code`.
+func fail(_ error: Error, code: Int32) -> Never {
+    note("error: \(error)")
+    exit(code)
+}
+
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "Checkpoint directory (config.json + safetensors).")
+    var model: String
+
+    @Option(name: .long, help: "Worker threads (default: all cores).")
+    var threads: Int?
+
+    func load(quiet: Bool = false) -> MiniCPMOModel {
+        if let threads { Threading.count = threads }
+        do {
+            return try MiniCPMOModel(directory: model, progress: { if !quiet { note($0) } })
+        } catch {
+            fail(error, code: 1)
+        }
+    }
+}
+
+struct ProbeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probe",
+        abstract: "Run one component on inputs from a safetensors file and write its outputs.",
+        discussion: "Components: \(Probe.components.joined(separator: ", ")). Bad inputs exit with code 2.")
+
+    @Argument(help: "Component to run.")
+    var component: String
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(name: .long, help: "Input safetensors file.")
+    var input: String
+
+    @Option(name: .long, help: "Output safetensors file.")
+    var output: String
+
+    func run() throws {
+        guard Probe.components.contains(component) else {
+            fail(ProbeError.input("unknown component '\(component)' (available: \(Probe.components.joined(separator: ", ")))"), code: 2)
+        }
+        let model = options.load(quiet: true)
+        do {
+            try Probe.run(component: component, model: model, input: input, output: output)
+        } catch let e as ProbeError {
+            fail(e, code: 2)
+        } catch {
+            fail(error, code: 1)
+        }
+    }
+}

@@ -1,0 +1,186 @@
+import Foundation
+import Kernels
+import Weights
+
+/// Qwen2 decoder (spec §2):
+///   h = embed[ids]
+///   per layer:  h += o_proj(attn(rope(q_proj(rms(h))), rope(k_proj(rms(h))), v_proj(rms(h))))
+///               h += down(silu(gate(rms(h))) ⊙ up(rms(h)))
+///   h = rms(h);  logits = h · lm_headᵀ
+public final class Qwen2Model: @unchecked Sendable {
+    public let config: Qwen2Config
+    public let embedTokens: WeightMatrix
+    public let layers: [Qwen2DecoderLayer]
+    public let norm: [Float]
+    public let lmHead: WeightMatrix
+    let rope: RoPE
+    let shape: AttentionShape
+
+    /// Binds weights from a reader scoped at the Qwen2ForCausalLM root (`""` or `"llm."`).
+    /// Problems are recorded in the reader; call `reader.validate()` before use.
+    public init(config: Qwen2Config, reader: WeightReader) {
+        self.config = config
+        let h = config.hiddenSize
+        embedTokens = reader.matrix("model.embed_tokens.weight", rows: config.vocabSize, cols: h)
+        layers = (0..<config.numHiddenLayers).map {
+            Qwen2DecoderLayer(config: config, reader: reader.scoped("model.layers.\($0)"))
+        }
+        norm = reader.vector("model.norm.weight", count: h)
+        if config.tieWordEmbeddings && !reader.contains("lm_head.weight") {
+            lmHead = embedTokens
+        } else {
+            lmHead = reader.matrix("lm_head.weight", rows: config.vocabSize, cols: h)
+        }
+        rope = RoPE(dim: config.headDim, theta: config.ropeTheta)
+        shape = AttentionShape(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, headDim: config.headDim)
+    }
+
+    /// Loads and validates: one error lists every missing or misshapen tensor.
+    public static func load(_ checkpoint: Checkpoint, config: ModelConfig) throws -> Qwen2Model {
+        let reader = checkpoint.reader(prefix: config.kind.llmPrefix)
+        let model = Qwen2Model(config: config.llm, reader: reader)
+        try reader.validate()
+        return model
+    }
+
+    public var weightBytes: Int {
+        layers.reduce(0) { $0 + $1.weightBytes } + embedTokens.byteCount
+            + (lmHead.data == embedTokens.data ? 0 : lmHead.byteCount) + norm.count * 4
+    }
+
+    public func makeCachePool(pageSize: Int = 32, maxPages: Int? = nil) -> KVPagePool {
+        KVPagePool(layers: config.numHiddenLayers, rowStride: config.numKeyValueHeads * config.headDim,
+                   pageSize: pageSize, maxPages: maxPages)
+    }
+
+    /// Embedding rows for token ids, [ids.count, hidden].
+    public func embed(_ ids: [Int]) throws -> FloatBuffer {
+        let h = config.hiddenSize
+        let out = FloatBuffer(count: ids.count * h)
+        for (t, id) in ids.enumerated() {
+            guard id >= 0, id < config.vocabSize else { throw ModelError.tokenOutOfRange(id, config.vocabSize) }
+            embedTokens.readRow(id, into: out.pointer + t * h)
+        }
+        return out
+    }
+
+    /// Runs `tokens` embedding rows through the decoder at positions cache.length…, appends their keys and
+    /// values to `cache`, and returns the final-norm hidden states [tokens, hidden].
+    public func forward(_ x: FloatBuffer, tokens: Int, cache: KVSequence) throws -> FloatBuffer {
+        precondition(x.count >= tokens * config.hiddenSize)
+        let positions = Array(try cache.extend(by: tokens))
+        let (cos, sin) = rope.table(positions: positions)
+        let scratch = Qwen2DecoderLayer.Scratch(config: config, tokens: tokens)
+        for (i, layer) in layers.enumerated() {
+            cos.withUnsafeBufferPointer { c in
+                sin.withUnsafeBufferPointer { s in
+                    layer.forward(x.pointer, tokens: tokens, positions: positions, cos: c.baseAddress!, sin: s.baseAddress!,
+                                  rope: rope, shape: shape, cache: cache, layer: i, scratch: scratch)
+                }
+            }
+        }
+        norm.withUnsafeBufferPointer { w in
+            Norm.rms(x.pointer, rows: tokens, dim: config.hiddenSize, weight: w.baseAddress!, eps: config.rmsNormEps,
+                     into: x.pointer)
+        }
+        return x
+    }
+
+    /// logits [rows, vocab] for final-norm hidden states [rows, hidden].
+    public func logits(_ hidden: UnsafePointer<Float>, rows: Int) -> FloatBuffer {
+        let out = FloatBuffer(count: rows * config.vocabSize)
+        Linear.forward(hidden, tokens: rows, weight: lmHead, bias: nil, into: out.pointer)
+        return out
+    }
+}
+
+public enum ModelError: Error, CustomStringConvertible {
+    case tokenOutOfRange(Int, Int)
+    public var description: String {
+        switch self {
+        case let .tokenOutOfRange(id, v): return "token id \(id) is outside the vocabulary (0..<\(v))"
+        }
+    }
+}
+
+/// One pre-norm decoder block: GQA self-attention with q/k/v biases, then the SwiGLU MLP.
+public struct Qwen2DecoderLayer: @unchecked Sendable {
+    let inputNorm: [Float]
+    let postNorm: [Float]
+    let q, k, v, o: WeightMatrix
+    let qBias, kBias, vBias: [Float]
+    let gate, up, down: WeightMatrix
+    let eps: Float
+
+    init(config c: Qwen2Config, reader r: WeightReader) {
+        let h = c.hiddenSize, qd = c.numAttentionHeads * c.headDim, kvd = c.numKeyValueHeads * c.headDim
+        inputNorm = r.vector("input_layernorm.weight", count: h)
+        postNorm = r.vector("post_attention_layernorm.weight", count: h)
+        q = r.matrix("self_attn.q_proj.weight", rows: qd, cols: h)
+        k = r.matrix("self_attn.k_proj.weight", rows: kvd, cols: h)
+        v = r.matrix("self_attn.v_proj.weight", rows: kvd, cols: h)
+        o = r.matrix("self_attn.o_proj.weight", rows: h, cols: qd)
+        qBias = r.vector("self_attn.q_proj.bias", count: qd)
+        kBias = r.vector("self_attn.k_proj.bias", count: kvd)
+        vBias = r.vector("self_attn.v_proj.bias", count: kvd)
+        gate = r.matrix("mlp.gate_proj.weight", rows: c.intermediateSize, cols: h)
+        up = r.matrix("mlp.up_proj.weight", rows: c.intermediateSize, cols: h)
+        down = r.matrix("mlp.down_proj.weight", rows: h, cols: c.intermediateSize)
+        eps = c.rmsNormEps
+    }
+
+    var weightBytes: Int {
+        [q, k, v, o, gate, up, down].reduce(0) { $0 + $1.byteCount } + 4 * (inputNorm.count + postNorm.count
+            + qBias.count + kBias.count + vBias.count)
+    }
+
+    /// Per-forward activation buffers, shared by all layers.
+    final class Scratch {
+        let normed, q, k, v, attn, gate, up: FloatBuffer
+        init(config c: Qwen2Config, tokens t: Int) {
+            let qd = c.numAttentionHeads * c.headDim, kvd = c.numKeyValueHeads * c.headDim
+            normed = FloatBuffer(count: t * c.hiddenSize)
+            q = FloatBuffer(count: t * qd)
+            k = FloatBuffer(count: t * kvd)
+            v = FloatBuffer(count: t * kvd)
+            attn = FloatBuffer(count: t * max(qd, c.hiddenSize))
+            gate = FloatBuffer(count: t * c.intermediateSize)
+            up = FloatBuffer(count: t * c.intermediateSize)
+        }
+    }
+
+    /// h [tokens, hidden] is updated in place.
+    func forward(_ h: UnsafeMutablePointer<Float>, tokens: Int, positions: [Int], cos: UnsafePointer<Float>,
+                 sin: UnsafePointer<Float>, rope: RoPE, shape: AttentionShape, cache: KVSequence, layer: Int,
+                 scratch s: Scratch) {
+        let hidden = o.rows, kvd = k.rows
+        // attention
+        inputNorm.withUnsafeBufferPointer { Norm.rms(h, rows: tokens, dim: hidden, weight: $0.baseAddress!, eps: eps, into: s.normed.pointer) }
+        qBias.withUnsafeBufferPointer { Linear.forward(s.normed.pointer, tokens: tokens, weight: q, bias: $0.baseAddress!, into: s.q.pointer) }
+        kBias.withUnsafeBufferPointer { Linear.forward(s.normed.pointer, tokens: tokens, weight: k, bias: $0.baseAddress!, into: s.k.pointer) }
+        vBias.withUnsafeBufferPointer { Linear.forward(s.normed.pointer, tokens: tokens, weight: v, bias: $0.baseAddress!, into: s.v.pointer) }
+        rope.apply(s.q.pointer, tokens: tokens, heads: shape.heads, cos: cos, sin: sin)
+        rope.apply(s.k.pointer, tokens: tokens, heads: shape.kvHeads, cos: cos, sin: sin)
+        let keys = cache.keyRows(layer: layer), values = cache.valueRows(layer: layer)
+        for (t, p) in positions.enumerated() {
+            keys.row(p).update(from: s.k.pointer + t * kvd, count: kvd)
+            values.row(p).update(from: s.v.pointer + t * kvd, count: kvd)
+        }
+        Attention.forward(q: s.q.pointer, tokens: tokens, queryStart: positions[0], shape: shape, keys: keys,
+                          values: values, kvLength: positions[0] + tokens, causal: true, into: s.attn.pointer)
+        Linear.forward(s.attn.pointer, tokens: tokens, weight: o, bias: nil, into: s.normed.pointer)
+        add(s.normed.pointer, into: h, count: tokens * hidden)
+        // MLP
+        postNorm.withUnsafeBufferPointer { Norm.rms(h, rows: tokens, dim: hidden, weight: $0.baseAddress!, eps: eps, into: s.normed.pointer) }
+        Linear.forward(s.normed.pointer, tokens: tokens, weight: gate, bias: nil, into: s.gate.pointer)
+        Linear.forward(s.normed.pointer, tokens: tokens, weight: up, bias: nil, into: s.up.pointer)
+        Activation.swiglu(gate: s.gate.pointer, up: s.up.pointer, count: tokens * gate.rows, into: s.gate.pointer)
+        Linear.forward(s.gate.pointer, tokens: tokens, weight: down, bias: nil, into: s.normed.pointer)
+        add(s.normed.pointer, into: h, count: tokens * hidden)
+    }
+}
+
+@inline(__always)
+func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
+    axpy(1, x, y, count)
+}

@@ -1,0 +1,150 @@
+import Foundation
+import Kernels
+
+/// All safetensors files of a checkpoint directory, addressed by tensor name: a sharded checkpoint
+/// through `model.safetensors.index.json`, else `model.safetensors`, else every `*.safetensors` file.
+public final class Checkpoint: @unchecked Sendable {
+    public let directory: String
+    public let files: [SafetensorsFile]
+    private var byName: [String: TensorView] = [:]
+
+    public init(directory: String) throws {
+        self.directory = directory
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
+            throw WeightsError.cannotOpen(file: directory, reason: "no such model directory")
+        }
+        let indexPath = (directory as NSString).appendingPathComponent("model.safetensors.index.json")
+        let single = (directory as NSString).appendingPathComponent("model.safetensors")
+        var expected: [String: String] = [:]
+        var shardNames: [String]
+        if fm.fileExists(atPath: indexPath) {
+            (expected, shardNames) = try Self.readIndex(indexPath)
+        } else if fm.fileExists(atPath: single) {
+            shardNames = ["model.safetensors"]
+        } else {
+            shardNames = ((try? fm.contentsOfDirectory(atPath: directory)) ?? [])
+                .filter { $0.hasSuffix(".safetensors") }.sorted()
+            if shardNames.isEmpty {
+                throw WeightsError.cannotOpen(file: directory, reason: "no model.safetensors, index or *.safetensors files")
+            }
+        }
+        files = try shardNames.map { try SafetensorsFile(path: (directory as NSString).appendingPathComponent($0)) }
+        for f in files {
+            for (name, view) in f.tensors {
+                if let other = byName[name] {
+                    throw WeightsError.badIndex(file: f.path, reason: "tensor '\(name)' also appears in \(other.file)")
+                }
+                byName[name] = view
+            }
+        }
+        var problems: [String] = []
+        for (name, shard) in expected.sorted(by: { $0.key < $1.key }) where byName[name]?.file != shard {
+            problems.append("index maps '\(name)' to \(shard), which does not contain it")
+        }
+        if !problems.isEmpty {
+            throw WeightsError.badIndex(file: indexPath, reason: problems.prefix(10).joined(separator: "; "))
+        }
+    }
+
+    private static func readIndex(_ path: String) throws -> ([String: String], [String]) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw WeightsError.cannotOpen(file: path, reason: "unreadable")
+        }
+        let json: JSONValue
+        do { json = try JSONParser.parse([UInt8](data)) } catch {
+            throw WeightsError.badIndex(file: path, reason: "\(error)")
+        }
+        guard case .object(let map)? = json["weight_map"] else {
+            throw WeightsError.badIndex(file: path, reason: "no weight_map object")
+        }
+        var out: [String: String] = [:]
+        var shards: [String] = []
+        for (name, v) in map {
+            guard case let .string(file) = v, !file.contains("/"), file.hasSuffix(".safetensors") else {
+                throw WeightsError.badIndex(file: path, reason: "weight_map entry for '\(name)' is not a shard file name")
+            }
+            out[name] = file
+            if !shards.contains(file) { shards.append(file) }
+        }
+        return (out, shards.sorted())
+    }
+
+    public var tensorNames: [String] { byName.keys.sorted() }
+
+    public func tensor(_ name: String) -> TensorView? { byName[name] }
+
+    /// Bytes of all tensors (what the weights occupy when mapped).
+    public var byteCount: Int { byName.values.reduce(0) { $0 + $1.byteCount } }
+
+    public func reader(prefix: String = "") -> WeightReader {
+        WeightReader(checkpoint: self, prefix: prefix, log: WeightReader.ProblemLog())
+    }
+}
+
+/// A prefix-scoped view of a checkpoint that binds weights by name and checks their shapes.
+/// Problems are collected, not thrown one by one, so a mismatched checkpoint is reported in full by
+/// `validate()`, which every loader calls before it uses any weight.
+public struct WeightReader: @unchecked Sendable {
+    final class ProblemLog: @unchecked Sendable { var problems: [String] = [] }
+
+    public let checkpoint: Checkpoint
+    public let prefix: String
+    let log: ProblemLog
+
+    public func scoped(_ name: String) -> WeightReader {
+        WeightReader(checkpoint: checkpoint, prefix: full(name) + ".", log: log)
+    }
+
+    public func full(_ name: String) -> String { prefix + name }
+
+    public func contains(_ name: String) -> Bool { checkpoint.tensor(full(name)) != nil }
+
+    public func record(_ problem: String) { log.problems.append(problem) }
+
+    /// The tensor named `name` (under the prefix) with exactly `shape`, or nil after recording why.
+    public func view(_ name: String, shape: [Int]) -> TensorView? {
+        guard let t = checkpoint.tensor(full(name)) else {
+            record("missing tensor '\(full(name))' (expected shape \(shape))")
+            return nil
+        }
+        guard t.shape == shape else {
+            record("tensor '\(full(name))' in \(t.file) has shape \(t.shape), expected \(shape)")
+            return nil
+        }
+        return t
+    }
+
+    /// A [rows, cols] float matrix (a [n] vector when rows is nil).
+    public func matrix(_ name: String, rows: Int, cols: Int) -> WeightMatrix {
+        guard let t = view(name, shape: [rows, cols]) else { return Self.placeholder(rows, cols) }
+        guard let m = try? t.matrix() else {
+            record("tensor '\(full(name))' in \(t.file) has dtype \(t.dtype.rawValue), expected a float type")
+            return Self.placeholder(rows, cols)
+        }
+        return m
+    }
+
+    /// A float vector widened to Float32 (norm weights, biases).
+    public func vector(_ name: String, count: Int) -> [Float] {
+        guard let t = view(name, shape: [count]) else { return [Float](repeating: 0, count: count) }
+        guard t.dtype.weightFormat != nil else {
+            record("tensor '\(full(name))' in \(t.file) has dtype \(t.dtype.rawValue), expected a float type")
+            return [Float](repeating: 0, count: count)
+        }
+        return t.floats()
+    }
+
+    /// Throws one error listing every problem recorded by this reader and its scopes.
+    public func validate() throws {
+        if !log.problems.isEmpty {
+            throw WeightsError.invalidCheckpoint(directory: checkpoint.directory, problems: log.problems)
+        }
+    }
+
+    /// Stands in for a missing weight until `validate()` throws; never read.
+    private static func placeholder(_ rows: Int, _ cols: Int) -> WeightMatrix {
+        WeightMatrix(rows: 0, cols: cols, format: .f32, data: UnsafeRawPointer(bitPattern: 64)!, owner: nil)
+    }
+}

@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Builds tiny random-weight checkpoints and float32 reference outputs for the Swift tests.
+
+Checkpoints are made with `transformers`' own classes, stored in bf16 with the real tensor names
+and config format; reference outputs are computed in float32 from those bf16 weights. The run is
+deterministic: the same pinned packages give byte-identical files.
+
+    python tools/reference/generate.py                      # writes Tests/Fixtures
+    python tools/reference/generate.py --geometry qwen2.5-0.5b --out models/qwen2.5-0.5b-random
+"""
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "Tests" / "Fixtures"
+
+# Tiny models. Vocabularies that must hold the real Qwen2 token ids (chat templates) are full size,
+# so hidden sizes stay small to keep the committed files small.
+TINY = {
+    # plain Qwen2 layout, tied embeddings, GQA ratio 3
+    "tiny-qwen2": dict(kind="qwen2", vocab_size=151665, hidden_size=24, intermediate_size=56,
+                       num_hidden_layers=2, num_attention_heads=3, num_key_value_heads=1,
+                       tie_word_embeddings=True, shards=1),
+    # MiniCPM-o layout: LLM fields at the top level, tensors under `llm.`, untied, 3 shards
+    "tiny-minicpmo": dict(kind="minicpmo", vocab_size=151700, hidden_size=16, intermediate_size=40,
+                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                          tie_word_embeddings=False, shards=3),
+    # explicit head_dim (40 != hidden/heads, != 64), GQA ratio 3, newer rope_parameters spelling
+    "tiny-qwen2-gqa": dict(kind="qwen2", vocab_size=512, hidden_size=96, intermediate_size=200,
+                           num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2,
+                           head_dim=40, tie_word_embeddings=False, shards=1, rope_parameters=True),
+}
+
+GEOMETRIES = {
+    "qwen2.5-0.5b": dict(vocab_size=151936, hidden_size=896, intermediate_size=4864,
+                         num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                         tie_word_embeddings=True),
+    "qwen2.5-7b-4l": dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944,
+                          num_hidden_layers=4, num_attention_heads=28, num_key_value_heads=4,
+                          tie_word_embeddings=False),
+}
+
+# MiniCPM-o 2.6's top-level fields besides the LLM's (§1.1 of the spec); sub-configs join as
+# their components are implemented.
+MINICPMO_EXTRA = {
+    "architectures": ["MiniCPMO"],
+    "model_type": "minicpmo",
+    "batch_vision_input": True,
+    "drop_vision_last_layer": False,
+    "image_size": 448,
+    "audio_chunk_length": 1.0,
+    "audio_pool_step": 2,
+    "query_num": 64,
+    "use_image_id": True,
+    "slice_mode": True,
+    "slice_config": {"max_slice_nums": 9, "patch_size": 14, "scale_resolution": 448,
+                     "model_type": "minicpmv"},
+    "stream_input": False,
+    "init_vision": True,
+    "init_audio": True,
+    "init_tts": True,
+    "chunk_input": True,
+}
+
+
+# The fields a published Qwen2/Qwen2.5 config.json carries (the generic PretrainedConfig ones are left out).
+QWEN2_CONFIG_KEYS = ["attention_dropout", "bos_token_id", "eos_token_id", "hidden_act", "hidden_size",
+                     "initializer_range", "intermediate_size", "max_position_embeddings", "max_window_layers",
+                     "model_type", "num_attention_heads", "num_hidden_layers", "num_key_value_heads",
+                     "rms_norm_eps", "rope_scaling", "rope_theta", "sliding_window", "tie_word_embeddings",
+                     "use_cache", "use_sliding_window", "vocab_size"]
+
+
+def build_qwen2(spec, seed):
+    torch.manual_seed(seed)
+    fields = {k: v for k, v in spec.items() if k not in ("kind", "shards", "rope_parameters")}
+    config = Qwen2Config(max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                         hidden_act="silu", bos_token_id=151643, eos_token_id=151645,
+                         initializer_range=0.1, torch_dtype="bfloat16", **fields)
+    config._attn_implementation = "eager"
+    model = Qwen2ForCausalLM(config).eval()
+    # Random norm weights and biases too, so a wrong use of either shows.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+            elif name.endswith(".bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+    model = model.to(torch.bfloat16)
+    return config, model
+
+
+def config_json(config, spec):
+    full = config.to_dict()
+    d = {k: full[k] for k in QWEN2_CONFIG_KEYS if k in full}
+    d["torch_dtype"] = "bfloat16"
+    d["architectures"] = ["Qwen2ForCausalLM"]
+    if spec.get("head_dim"):
+        d["head_dim"] = spec["head_dim"]
+    if spec.get("rope_parameters"):
+        d["rope_parameters"] = {"rope_type": "default", "rope_theta": d.pop("rope_theta")}
+        d.pop("rope_scaling", None)
+    if spec.get("kind") == "minicpmo":
+        d.update(MINICPMO_EXTRA)
+    return d
+
+
+def state_dict_for(model, spec):
+    sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if spec.get("tie_word_embeddings"):
+        sd.pop("lm_head.weight", None)  # tied checkpoints store the embedding once
+    if spec.get("kind") == "minicpmo":
+        sd = {"llm." + k: v for k, v in sd.items()}
+    return dict(sorted(sd.items()))
+
+
+def save_checkpoint(directory, sd, config_dict, shards):
+    directory = Path(directory)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
+    meta = {"format": "pt"}
+    if shards == 1:
+        save_file(sd, str(directory / "model.safetensors"), metadata=meta)
+        return
+    names = list(sd)
+    per = (len(names) + shards - 1) // shards
+    weight_map, total = {}, 0
+    for i in range(shards):
+        part = names[i * per:(i + 1) * per]
+        fname = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        save_file({n: sd[n] for n in part}, str(directory / fname), metadata=meta)
+        for n in part:
+            weight_map[n] = fname
+            total += sd[n].numel() * sd[n].element_size()
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+
+
+def float32_twin(model, config):
+    """A float32 model holding the bf16 weights exactly. Casting the bf16 model itself would also
+    round its rotary inv_freq buffer to bf16, which real inference never does."""
+    twin = Qwen2ForCausalLM(config).float().eval()
+    twin.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
+    return twin
+
+
+@torch.no_grad()
+def llm_reference(model, input_ids):
+    out = model(input_ids=input_ids)
+    hidden = model.model(input_ids=input_ids).last_hidden_state
+    return out.logits, hidden
+
+
+def write_reference(path, model, config, seed):
+    model = float32_twin(model, config)
+    gen = torch.Generator().manual_seed(seed)
+    v = config.vocab_size
+    long_ids = torch.randint(0, v, (2, 70), generator=gen)
+    short_ids = torch.randint(0, v, (1, 1), generator=gen)
+    tensors = {}
+    for tag, ids in (("long", long_ids), ("short", short_ids)):
+        logits, hidden = llm_reference(model, ids)
+        tensors[f"{tag}.input_ids"] = ids.to(torch.int64)
+        tensors[f"{tag}.last_hidden_state"] = hidden.float().contiguous()
+        tensors[f"{tag}.argmax"] = logits.argmax(-1).to(torch.int64)
+        if v <= 4096:
+            tensors[f"{tag}.logits"] = logits.float().contiguous()
+        else:
+            # Full-vocabulary logits are large: keep a fixed random subset of columns.
+            cols = torch.randperm(v, generator=gen)[:1024].sort().values
+            tensors[f"{tag}.logits_cols"] = cols.to(torch.int64)
+            tensors[f"{tag}.logits_sub"] = logits[..., cols].float().contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--geometry", choices=sorted(GEOMETRIES), help="make one large random checkpoint")
+    ap.add_argument("--out", help="output folder for --geometry")
+    args = ap.parse_args()
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+
+    if args.geometry:
+        spec = dict(GEOMETRIES[args.geometry], kind="qwen2", shards=1)
+        config, model = build_qwen2(spec, seed=1234)
+        save_checkpoint(args.out, state_dict_for(model, spec), config_json(config, spec), 1)
+        print(f"wrote {args.out}")
+        return
+
+    for i, (name, spec) in enumerate(TINY.items()):
+        config, model = build_qwen2(spec, seed=100 + i)
+        save_checkpoint(FIXTURES / "models" / name, state_dict_for(model, spec),
+                        config_json(config, spec), spec["shards"])
+        write_reference(FIXTURES / "reference" / f"llm-{name}.safetensors", model, config, seed=200 + i)
+        print(f"wrote {name}")
+
+
+if __name__ == "__main__":
+    main()
