@@ -54,6 +54,7 @@ public enum Attention {
         let ranges = splitRange(items, parts: items * kvLength * hd >= 1 << 14 ? Threading.count * 4 : 1)
         parallelFor(ranges.count) { part in
             let scores = FloatBuffer(count: max(kvLength, 1))
+            defer { withExtendedLifetime(scores) {} }  // its pointer outlives the last use of the object
             for item in ranges[part] {
                 let t = item / heads, h = item % heads
                 let kvh = h / group

@@ -49,6 +49,7 @@ public enum Linear {
         parallelFor(ranges.count) { part in
             let range = ranges[part]
             let scratch = w.format == .f32 ? nil : FloatBuffer(count: tileRows * k)
+            defer { withExtendedLifetime(scratch) {} }  // its pointer outlives the last use of the object
             var r0 = range.lowerBound
             while r0 < range.upperBound {
                 let rows = min(tileRows, range.upperBound - r0)

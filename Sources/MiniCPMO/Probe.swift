@@ -35,9 +35,8 @@ public enum Probe {
             let seq = values[(row * t)..<((row + 1) * t)].map { Int($0) }
             let cache = KVSequence(pool: pool)
             let x = try m.forward(try m.embed(seq), tokens: t, cache: cache)
-            hidden += UnsafeBufferPointer(start: x.pointer, count: t * h)
-            let l = m.logits(x.pointer, rows: t)
-            logits += UnsafeBufferPointer(start: l.pointer, count: t * v)
+            hidden += x.array.prefix(t * h)
+            logits += m.logits(x, rows: 0..<t).array
         }
         return [.f32("logits", shape: [n, t, v], logits), .f32("last_hidden_state", shape: [n, t, h], hidden)]
     }

@@ -86,10 +86,14 @@ public final class Qwen2Model: @unchecked Sendable {
         return x
     }
 
-    /// logits [rows, vocab] for final-norm hidden states [rows, hidden].
-    public func logits(_ hidden: UnsafePointer<Float>, rows: Int) -> FloatBuffer {
-        let out = FloatBuffer(count: rows * config.vocabSize)
-        Linear.forward(hidden, tokens: rows, weight: lmHead, bias: nil, into: out.pointer)
+    /// logits [rows.count, vocab] for rows of final-norm hidden states [tokens, hidden].
+    public func logits(_ hidden: FloatBuffer, rows: Range<Int>) -> FloatBuffer {
+        let h = config.hiddenSize
+        precondition(rows.upperBound * h <= hidden.count, "logits: rows \(rows) out of range")
+        let out = FloatBuffer(count: rows.count * config.vocabSize)
+        withExtendedLifetime(hidden) {
+            Linear.forward(hidden.pointer + rows.lowerBound * h, tokens: rows.count, weight: lmHead, bias: nil, into: out.pointer)
+        }
         return out
     }
 }

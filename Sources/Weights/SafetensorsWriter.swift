@@ -3,7 +3,7 @@ import Foundation
 /// Writes safetensors files (probe outputs, converted checkpoints). Tensors are written in the
 /// given order with keys sorted in the header, as the Python library does.
 public struct SafetensorsWriter {
-    public struct Entry {
+    public struct Entry: Sendable {
         public var name: String
         public var dtype: DType
         public var shape: [Int]

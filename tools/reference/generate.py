@@ -206,6 +206,11 @@ def main():
         write_reference(FIXTURES / "reference" / f"llm-{name}.safetensors", model, config, seed=200 + i)
         print(f"wrote {name}")
 
+    # A ready-made probe input for the README's quick start: a short ChatML prompt's token ids.
+    (FIXTURES / "probe").mkdir(parents=True, exist_ok=True)
+    save_file({"input_ids": torch.tensor([[151644, 872, 198, 9707, 0, 151645]], dtype=torch.int64)},
+              str(FIXTURES / "probe" / "llm-input.safetensors"), metadata={"format": "pt"})
+
 
 if __name__ == "__main__":
     main()

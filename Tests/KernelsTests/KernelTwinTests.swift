@@ -1,0 +1,166 @@
+import Foundation
+import Testing
+@testable import Kernels
+
+/// Every fast kernel against its naive twin on ≥ 20 random shapes, odd sizes included.
+@Suite struct KernelTwinTests {
+    static let shapes: [(tokens: Int, rows: Int, cols: Int)] = {
+        var rng = SeededRNG(seed: 7)
+        var s: [(Int, Int, Int)] = [(1, 1, 1), (1, 3, 7), (2, 5, 9), (1, 64, 64), (3, 65, 129), (1, 4, 16), (5, 67, 33),
+                                    (1, 130, 300), (17, 64, 200), (1, 1000, 17)]
+        while s.count < 24 { s.append((rng.int(1...40), rng.int(1...300), rng.int(1...300))) }
+        return s
+    }()
+
+    @Test(arguments: WeightFormat.allCases)
+    func linearMatchesNaive(format: WeightFormat) {
+        var rng = SeededRNG(seed: 11)
+        for (t, r, c) in Self.shapes {
+            let (w, exact) = weight(rng.floats(r * c), rows: r, cols: c, format: format)
+            let x = rng.floats(t * c)
+            let bias = rng.floats(r)
+            let ref = Naive.linear(x, tokens: t, weight: WeightMatrix(rows: r, cols: c, values: exact), bias: bias)
+            var y = [Float](repeating: .nan, count: t * r)
+            Linear.forward(x, tokens: t, weight: w, bias: bias, into: &y)
+            #expect(relErr(y, ref) < 1e-5, "linear \(format) \(t)x\(r)x\(c)")
+            // The GEMV and GEMM paths must agree row by row as well.
+            if t > 1 {
+                var single = [Float](repeating: .nan, count: r)
+                x.withUnsafeBufferPointer { xp in Linear.gemv(w, xp.baseAddress! + c, bias: bias, into: &single) }
+                #expect(relErr(single, Array(ref[r..<(2 * r)])) < 1e-5)
+            }
+        }
+    }
+
+    @Test func largeGemvUsesThreadsAndMatches() {
+        var rng = SeededRNG(seed: 12)
+        let (r, c) = (1031, 517)
+        let (w, exact) = weight(rng.floats(r * c), rows: r, cols: c, format: .bf16)
+        let x = rng.floats(c)
+        let ref = Naive.linear(x, tokens: 1, weight: WeightMatrix(rows: r, cols: c, values: exact), bias: nil)
+        var y = [Float](repeating: 0, count: r)
+        Linear.gemv(w, x, bias: nil, into: &y)
+        #expect(relErr(y, ref) < 1e-5)
+    }
+
+    @Test func rmsNormMatchesNaive() {
+        var rng = SeededRNG(seed: 13)
+        for (t, _, c) in Self.shapes {
+            let x = rng.floats(t * c, scale: 3), w = rng.floats(c)
+            var y = [Float](repeating: 0, count: x.count)
+            Norm.rms(x, rows: t, dim: c, weight: w, eps: 1e-6, into: &y)
+            #expect(relErr(y, Naive.rmsNorm(x, dim: c, weight: w, eps: 1e-6)) < 1e-5, "rms \(t)x\(c)")
+        }
+    }
+
+    @Test func layerNormMatchesNaive() {
+        var rng = SeededRNG(seed: 14)
+        for (t, _, c) in Self.shapes {
+            let x = rng.floats(t * c, scale: 3).map { $0 + 2 }, w = rng.floats(c), b = rng.floats(c)
+            var y = [Float](repeating: 0, count: x.count)
+            Norm.layer(x, rows: t, dim: c, weight: w, bias: b, eps: 1e-5, into: &y)
+            #expect(relErr(y, Naive.layerNorm(x, dim: c, weight: w, bias: b, eps: 1e-5)) < 1e-5, "layernorm \(t)x\(c)")
+        }
+    }
+
+    @Test func softmaxAndActivationsMatchNaive() {
+        var rng = SeededRNG(seed: 15)
+        for (_, r, c) in Self.shapes {
+            let n = r + c
+            let x = rng.floats(n, scale: 8)
+            var s = x
+            Activation.softmax(&s, count: n)
+            #expect(relErr(s, Naive.softmax(x)) < 1e-5)
+            var a = x
+            Activation.silu(&a, count: n)
+            #expect(relErr(a, Naive.silu(x)) < 1e-5)
+            var g = x
+            Activation.geluErf(&g, count: n)
+            #expect(relErr(g, Naive.geluErf(x)) < 1e-5)
+            var gt = x
+            Activation.geluTanh(&gt, count: n)
+            #expect(relErr(gt, Naive.geluTanh(x)) < 1e-5)
+            let up = rng.floats(n)
+            var sw = [Float](repeating: 0, count: n)
+            Activation.swiglu(gate: x, up: up, count: n, into: &sw)
+            #expect(relErr(sw, zip(Naive.silu(x), up).map { $0 * $1 }) < 1e-5)
+        }
+    }
+
+    @Test func ropeMatchesNaive() {
+        var rng = SeededRNG(seed: 16)
+        for (i, (t, _, _)) in Self.shapes.enumerated() {
+            let dim = 2 * rng.int(1...40), heads = rng.int(1...5)
+            let theta: Float = i % 2 == 0 ? 10000 : 1_000_000
+            let start = rng.int(0...3000)
+            let positions = Array(start..<(start + t))
+            let x = rng.floats(t * heads * dim)
+            let rope = RoPE(dim: dim, theta: theta)
+            let (c, s) = rope.table(positions: positions)
+            var y = x
+            rope.apply(&y, tokens: t, heads: heads, cos: c, sin: s)
+            // float32 angles at positions in the thousands carry ~1e-4 absolute error, as in the reference
+            #expect(maxAbsDiff(y, Naive.rope(x, positions: positions, heads: heads, dim: dim, theta: Double(theta))) < 2e-3,
+                    "rope dim \(dim) heads \(heads) start \(start)")
+        }
+    }
+
+    @Test func attentionMatchesNaive() {
+        var rng = SeededRNG(seed: 17)
+        for i in 0..<24 {
+            let kvHeads = rng.int(1...3), group = rng.int(1...4), hd = rng.int(1...40)
+            let shape = AttentionShape(heads: kvHeads * group, kvHeads: kvHeads, headDim: hd)
+            let past = rng.int(0...50), tokens = rng.int(1...20)
+            let kvLen = past + tokens
+            let causal = i % 3 != 2
+            let q = rng.floats(tokens * shape.heads * hd, scale: 2)
+            let k = rng.floats(kvLen * kvHeads * hd, scale: 2), v = rng.floats(kvLen * kvHeads * hd)
+            var mask: [Float]? = nil
+            if i % 2 == 1 {  // key padding: hide a random set of keys (never all)
+                mask = (0..<(tokens * kvLen)).map { j in j % kvLen != 0 && rng.int(0...3) == 0 ? -Float.infinity : 0 }
+            }
+            let ref = Naive.attention(q: q, k: k, v: v, tokens: tokens, queryStart: past, kvLength: kvLen, shape: shape,
+                                      causal: causal, mask: mask)
+            // Paged storage with an odd page size must give the same result as contiguous rows.
+            for pageSize in [kvLen, 3, 7] {
+                let stride = kvHeads * hd
+                let pages = (0..<((kvLen + pageSize - 1) / pageSize)).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: pageSize * stride) }
+                let vpages = pages.map { _ in UnsafeMutablePointer<Float>.allocate(capacity: pageSize * stride) }
+                defer { (pages + vpages).forEach { $0.deallocate() } }
+                let keys = KVRows(pages: pages, pageSize: pageSize, rowStride: stride)
+                let values = KVRows(pages: vpages, pageSize: pageSize, rowStride: stride)
+                for j in 0..<kvLen {
+                    for d in 0..<stride { keys.row(j)[d] = k[j * stride + d]; values.row(j)[d] = v[j * stride + d] }
+                }
+                var out = [Float](repeating: .nan, count: q.count)
+                if let mask {
+                    Attention.forward(q: q, tokens: tokens, queryStart: past, shape: shape, keys: keys, values: values,
+                                      kvLength: kvLen, causal: causal, mask: mask, into: &out)
+                } else {
+                    Attention.forward(q: q, tokens: tokens, queryStart: past, shape: shape, keys: keys, values: values,
+                                      kvLength: kvLen, causal: causal, into: &out)
+                }
+                #expect(relErr(out, ref) < 1e-5, "attention case \(i) page \(pageSize)")
+            }
+        }
+    }
+
+    @Test func bf16RoundTrip() {
+        for x: Float in [0, 1, -1, 3.14159, 1e-30, 65504, -2.5e38] {
+            let r = bf16ToFloat(floatToBF16(x))
+            #expect(abs(r - x) <= abs(x) / 128)
+        }
+        #expect(floatToBF16(1.00390625) == 0x3F80)  // ties to even
+        #expect(bf16ToFloat(floatToBF16(.nan)).isNaN)
+    }
+
+    @Test func splitRangeCoversEverything() {
+        for total in [0, 1, 5, 64, 65, 1000] {
+            for parts in 1...5 {
+                let r = splitRange(total, parts: parts, align: 4)
+                #expect(r.reduce(0) { $0 + $1.count } == total)
+                #expect(zip(r, r.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+            }
+        }
+    }
+}
