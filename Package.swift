@@ -16,6 +16,7 @@ let targetCPU: String? = {
     #endif
 }()
 let fastMath: [SwiftSetting] = targetCPU.map { [.unsafeFlags(["-target-cpu", $0])] } ?? []
+let fastC: [CSetting] = [.unsafeFlags(["-O3"] + (targetCPU.map { ["-march=\($0)"] } ?? []))]
 
 let package = Package(
     name: "MiniCPMO",
@@ -29,22 +30,25 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .target(name: "CKernels", cSettings: fastC),
         .target(name: "Kernels", dependencies: [
+            "CKernels",
             .target(name: "CBLAS", condition: .when(platforms: [.linux])),
         ], swiftSettings: fastMath),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(name: "Weights", dependencies: ["Kernels"], swiftSettings: fastMath),
-        // TEXT-PENDING .target(name: "Text", swiftSettings: fastMath),
+        .target(name: "Text", dependencies: ["CZlib"], swiftSettings: fastMath),
         .target(name: "Models", dependencies: ["Kernels", "Weights"], swiftSettings: fastMath),
-        .target(name: "MiniCPMO", dependencies: ["Kernels", "Weights", "Models"], swiftSettings: fastMath),
+        .target(name: "MiniCPMO", dependencies: ["Kernels", "Weights", "Text", "Models"], swiftSettings: fastMath),
         .executableTarget(name: "MiniCPMOCLI", dependencies: [
             "MiniCPMO",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
         .testTarget(name: "WeightsTests", dependencies: ["Weights"], swiftSettings: fastMath),
-        // TEXT-PENDING .testTarget(name: "TextTests", dependencies: ["Text", "CZlib"], swiftSettings: fastMath),
+        .testTarget(name: "TextTests", dependencies: ["Text", "CZlib"], swiftSettings: fastMath),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "MiniCPMO"], swiftSettings: fastMath),
+        .testTarget(name: "MiniCPMOTests", dependencies: ["MiniCPMO"], swiftSettings: fastMath),
         .testTarget(name: "CLITests", dependencies: ["Weights", "MiniCPMOCLI"], swiftSettings: fastMath),
     ]
 )

@@ -39,10 +39,11 @@ func loadWeight(_ p: UnsafeRawPointer, _ format: WeightFormat, _ i: Int) -> Floa
     case .f32: return p.load(fromByteOffset: i * 4, as: Float.self)
     case .f16: return Float(p.loadUnaligned(fromByteOffset: i * 2, as: Float16.self))
     case .bf16: return bf16ToFloat(p.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
+    case .q8_0, .q4_0: preconditionFailure("quantized elements are read through Quant")
     }
 }
 
-/// Widens `count` stored elements to Float32.
+/// Widens `count` stored elements (f32/f16/bf16) to Float32.
 public func convertToFloat(_ src: UnsafeRawPointer, format: WeightFormat, count: Int,
                            into dst: UnsafeMutablePointer<Float>) {
     let raw = UnsafeMutableRawPointer(dst)
@@ -61,6 +62,8 @@ public func convertToFloat(_ src: UnsafeRawPointer, format: WeightFormat, count:
             raw.storeBytes(of: loadF16x8(src + 2 * i), toByteOffset: 4 * i, as: SIMD8<Float>.self)
             i += 8
         }
+    case .q8_0, .q4_0:
+        preconditionFailure("quantized rows are read through WeightMatrix.readRows")
     }
     while i < count {
         dst[i] = loadWeight(src, format, i)

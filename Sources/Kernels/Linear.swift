@@ -25,6 +25,10 @@ public enum Linear {
     /// y[r] = W[r,:]·x + b[r].
     public static func gemv(_ w: WeightMatrix, _ x: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                             into y: UnsafeMutablePointer<Float>) {
+        if w.format.isQuantized {
+            Quant.gemv(w, x, bias: bias, into: y)
+            return
+        }
         let ranges = splitRange(w.rows, parts: w.rows * w.cols >= 1 << 16 ? Threading.count : 1, align: 4)
         parallelFor(ranges.count) { part in
             let r = ranges[part]
@@ -32,6 +36,7 @@ public enum Linear {
             case .f32: gemvRows(F32Row.self, w, x, r, y)
             case .f16: gemvRows(F16Row.self, w, x, r, y)
             case .bf16: gemvRows(BF16Row.self, w, x, r, y)
+            case .q8_0, .q4_0: preconditionFailure("handled by Quant.gemv")
             }
             if let bias {
                 for i in r { y[i] += bias[i] }

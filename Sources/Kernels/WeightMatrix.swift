@@ -2,14 +2,31 @@
 /// widened to Float32 in registers while streaming: a bf16 checkpoint is never expanded in memory.
 public enum WeightFormat: String, Sendable, CaseIterable {
     case f32, f16, bf16
+    /// Blocks of 32 int8 values with one f16 scale each (like ggml's Q8_0), stored as two arrays:
+    /// values [rows, cols] and scales [rows, cols/32].
+    case q8_0
+    /// Blocks of 32 4-bit values (nibble − 8) with one f16 scale each (like ggml's Q4_0): values
+    /// [rows, cols/2] (low nibbles = elements 0..15 of a block, high nibbles = 16..31), scales [rows, cols/32].
+    case q4_0
 
-    public var bytesPerElement: Int {
+    public var isQuantized: Bool { self == .q8_0 || self == .q4_0 }
+
+    /// Bytes of the value array per row of `cols` elements.
+    public func rowBytes(_ cols: Int) -> Int {
         switch self {
-        case .f32: return 4
-        case .f16, .bf16: return 2
+        case .f32: return 4 * cols
+        case .f16, .bf16: return 2 * cols
+        case .q8_0: return cols
+        case .q4_0: return cols / 2
         }
     }
+
+    /// Bytes of the scale array per row (quantized formats).
+    public func scaleRowBytes(_ cols: Int) -> Int { isQuantized ? 2 * (cols / quantBlock) : 0 }
 }
+
+/// Elements per quantization block.
+public let quantBlock = 32
 
 /// A row-major [rows, cols] matrix in its stored format, usually a view into a memory-mapped file.
 /// `owner` keeps the backing memory alive.
@@ -18,13 +35,19 @@ public struct WeightMatrix: @unchecked Sendable {
     public let cols: Int
     public let format: WeightFormat
     public let data: UnsafeRawPointer
+    /// f16 block scales of quantized formats.
+    public let scales: UnsafeRawPointer?
     public let owner: AnyObject?
 
-    public init(rows: Int, cols: Int, format: WeightFormat, data: UnsafeRawPointer, owner: AnyObject?) {
+    public init(rows: Int, cols: Int, format: WeightFormat, data: UnsafeRawPointer, scales: UnsafeRawPointer? = nil,
+                owner: AnyObject?) {
+        precondition(!format.isQuantized || (scales != nil && cols % quantBlock == 0),
+                     "quantized matrices need scales and a multiple of \(quantBlock) columns")
         self.rows = rows
         self.cols = cols
         self.format = format
         self.data = data
+        self.scales = scales
         self.owner = owner
     }
 
@@ -36,21 +59,27 @@ public struct WeightMatrix: @unchecked Sendable {
         self.init(rows: rows, cols: cols, format: .f32, data: UnsafeRawPointer(buf.pointer), owner: buf)
     }
 
-    public var byteCount: Int { rows * cols * format.bytesPerElement }
+    public var byteCount: Int { rows * (format.rowBytes(cols) + format.scaleRowBytes(cols)) }
 
-    /// Address of row `r`.
+    /// Address of row `r`'s values.
     @inline(__always)
-    public func row(_ r: Int) -> UnsafeRawPointer { data + r * cols * format.bytesPerElement }
+    public func row(_ r: Int) -> UnsafeRawPointer { data + r * format.rowBytes(cols) }
 
-    /// Widens row `r` into `out` (cols floats).
+    /// Widens (dequantizes) row `r` into `out` (cols floats).
     @inline(__always)
     public func readRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
-        convertToFloat(row(r), format: format, count: cols, into: out)
+        readRows(r..<(r + 1), into: out)
     }
 
-    /// Widens rows lo..<hi into `out` ((hi-lo)*cols floats).
+    /// Widens (dequantizes) rows lo..<hi into `out` ((hi-lo)*cols floats).
     public func readRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-        convertToFloat(row(range.lowerBound), format: format, count: range.count * cols, into: out)
+        if format.isQuantized {
+            for (i, r) in range.enumerated() {
+                Quant.dequantizeRow(self, r, into: out + i * cols)
+            }
+        } else {
+            convertToFloat(row(range.lowerBound), format: format, count: range.count * cols, into: out)
+        }
     }
 
     /// All elements as Float (small matrices and tests only).

@@ -1,5 +1,6 @@
 @_exported import Kernels
 @_exported import Models
+@_exported import Text
 @_exported import Weights
 import Foundation
 
@@ -10,6 +11,8 @@ public final class MiniCPMOModel: @unchecked Sendable {
     public let config: ModelConfig
     public let checkpoint: Checkpoint
     public let llm: Qwen2Model
+    private var tokenizerResult: Result<Qwen2Tokenizer, Error>?
+    private let lock = NSLock()
 
     /// - progress: called with human-readable loading steps (the CLI prints them on stderr).
     public init(directory: String, progress: (String) -> Void = { _ in }) throws {
@@ -21,5 +24,23 @@ public final class MiniCPMOModel: @unchecked Sendable {
         progress("binding \(config.llm.numHiddenLayers)-layer \(config.kind == .minicpmo ? "MiniCPM-o" : "Qwen2") language model")
         llm = try Qwen2Model.load(checkpoint, config: config)
         progress("loaded: \(String(format: "%.2f", Double(checkpoint.byteCount) / 1e9)) GB of weights mapped")
+    }
+
+    /// The checkpoint's tokenizer, loaded on first use (probe never needs it); a clear error when the
+    /// directory has none or it is broken.
+    public func tokenizer() throws -> Qwen2Tokenizer {
+        let result = lock.withLock {
+            if tokenizerResult == nil {
+                let dir = URL(fileURLWithPath: directory)
+                tokenizerResult = Result { try Qwen2Tokenizer(directory: dir) }
+            }
+            return tokenizerResult!
+        }
+        do { return try result.get() } catch { throw GenerationError.noTokenizer("\(error)") }
+    }
+
+    /// A generator over this model's language model and tokenizer.
+    public func textGenerator() throws -> TextGenerator {
+        TextGenerator(model: llm, tokenizer: try tokenizer())
     }
 }

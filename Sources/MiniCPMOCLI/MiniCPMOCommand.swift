@@ -7,7 +7,7 @@ struct MiniCPMOCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "minicpmo",
         abstract: "MiniCPM-o 2.6 inference on the CPU.",
-        subcommands: [ProbeCommand.self])
+        subcommands: [GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, ProbeCommand.self])
 }
 
 /// Messages for people go to stderr; stdout carries only results.

@@ -46,6 +46,9 @@ func weight(_ values: [Float], rows: Int, cols: Int, format: WeightFormat) -> (W
         buf.initialize(from: halves, count: halves.count)
         let box = Box(buf)
         return (WeightMatrix(rows: rows, cols: cols, format: .f16, data: UnsafeRawPointer(buf), owner: box), halves.map { Float($0) })
+    case .q8_0, .q4_0:
+        let w = Quant.quantize(WeightMatrix(rows: rows, cols: cols, values: values), to: format)
+        return (w, w.toFloats())
     }
 }
 

@@ -184,6 +184,41 @@ def write_reference(path, model, config, seed):
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
+CHAT_PROMPTS = [
+    {"system": None, "prompt": "Hello! Who are you?"},
+    {"system": "You are a helpful assistant.", "prompt": "Write a haiku about the sea."},
+    {"system": None, "prompt": "用一句话介绍你自己。"},
+    {"system": None, "prompt": "def fib(n):\n    # complete this function"},
+]
+
+
+def chatml(system, prompt):
+    text = ""
+    if system is not None:
+        text += f"<|im_start|>system\n{system}<|im_end|>\n"
+    return text + f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
+
+
+@torch.no_grad()
+def write_generation_reference(path, model, config, tokenizer):
+    """Greedy continuations of chat prompts by transformers' generate()."""
+    model = float32_twin(model, config)
+    cases = []
+    for case in CHAT_PROMPTS:
+        ids = tokenizer.encode(chatml(case["system"], case["prompt"]), add_special_tokens=False).ids
+        out = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=32, repetition_penalty=1.0,
+                             eos_token_id=[151645, 151643], pad_token_id=151643)
+        cases.append(dict(case, prompt_ids=ids, generated_ids=out[0, len(ids):].tolist()))
+    path.write_text(json.dumps(cases, indent=1, ensure_ascii=False) + "\n")
+
+
+def load_qwen2_tokenizer():
+    import gzip
+    from tokenizers import Tokenizer
+    blob = (FIXTURES / "tokenizer" / "qwen2" / "tokenizer.json.gz").read_bytes()
+    return Tokenizer.from_str(gzip.decompress(blob).decode("utf-8"))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--geometry", choices=sorted(GEOMETRIES), help="make one large random checkpoint")
@@ -199,11 +234,16 @@ def main():
         print(f"wrote {args.out}")
         return
 
+    tokenizer = load_qwen2_tokenizer()
     for i, (name, spec) in enumerate(TINY.items()):
         config, model = build_qwen2(spec, seed=100 + i)
-        save_checkpoint(FIXTURES / "models" / name, state_dict_for(model, spec),
-                        config_json(config, spec), spec["shards"])
+        directory = FIXTURES / "models" / name
+        save_checkpoint(directory, state_dict_for(model, spec), config_json(config, spec), spec["shards"])
         write_reference(FIXTURES / "reference" / f"llm-{name}.safetensors", model, config, seed=200 + i)
+        if config.vocab_size >= 151665:
+            # the real Qwen2 vocabulary, stored once and linked from each model folder
+            os.symlink("../../tokenizer/qwen2/tokenizer.json.gz", directory / "tokenizer.json.gz")
+            write_generation_reference(FIXTURES / "reference" / f"generate-{name}.json", model, config, tokenizer)
         print(f"wrote {name}")
 
     # A ready-made probe input for the README's quick start: a short ChatML prompt's token ids.

@@ -1,0 +1,29 @@
+#ifndef CKERNELS_H
+#define CKERNELS_H
+// Integer dot-product kernels for block-quantized weights. Swift cannot express AVX2's
+// maddubs/sign byte instructions, which make int8 x int8 dot products about twice as fast as
+// widening to float; everything else stays in Swift.
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Quantizes n floats (n % 32 == 0) to blocks of 32 int8 with one float scale per block:
+/// x ≈ q · d, d = max|x| / 127 (round to nearest).
+void ck_quantize_q8_blocks(const float *x, int n, int8_t *q, float *d);
+
+/// y[r] = Σ_b wd[r,b] · xd[b] · Σ_i wq[r,b,i] · xq[b,i] for rows r in [r0, r1).
+/// Q8_0 weights: wq int8 [rows, cols], wd f16 bits [rows, cols/32].
+void ck_gemv_q8_0(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                  float *y, int r0, int r1);
+
+/// Q4_0 weights: per block of 32, 16 bytes whose low nibbles are elements 0..15 and high nibbles
+/// elements 16..31, value = (nibble − 8) · d; wq uint8 [rows, cols/2], wd f16 bits [rows, cols/32].
+void ck_gemv_q4_0(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                  float *y, int r0, int r1);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,132 @@
+#include "ckernels.h"
+#include <math.h>
+#include <string.h>
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define CK_AVX2 1
+#endif
+
+static inline float f16_to_f32(uint16_t h) {
+#ifdef CK_AVX2
+    return _cvtsh_ss(h);
+#else
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
+    if (exp == 0) {
+        if (man == 0) { bits = sign; }
+        else { exp = 127 - 15 + 1; while (!(man & 0x400)) { man <<= 1; exp--; } man &= 0x3FF; bits = sign | (exp << 23) | (man << 13); }
+    } else if (exp == 31) { bits = sign | 0x7F800000 | (man << 13); }
+    else { bits = sign | ((exp + 127 - 15) << 23) | (man << 13); }
+    float f; memcpy(&f, &bits, 4); return f;
+#endif
+}
+
+void ck_quantize_q8_blocks(const float *x, int n, int8_t *q, float *d) {
+    for (int b = 0; b < n / 32; b++) {
+        const float *xb = x + 32 * b;
+        float amax = 0;
+        for (int i = 0; i < 32; i++) { float a = fabsf(xb[i]); if (a > amax) amax = a; }
+        float s = amax / 127.0f, inv = s > 0 ? 1.0f / s : 0;
+        d[b] = s;
+        for (int i = 0; i < 32; i++) q[32 * b + i] = (int8_t)lrintf(xb[i] * inv);
+    }
+}
+
+#ifdef CK_AVX2
+// Σ a·b over 32 signed bytes, as 8 int32 lanes converted to float: |a| · sign(b, a) keeps the
+// unsigned × signed form that maddubs needs.
+static inline __m256 dot32(__m256i a, __m256i b) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+}
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#endif
+
+void ck_gemv_q8_0(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                  float *y, int r0, int r1) {
+    const int nb = cols / 32;
+    for (int r = r0; r < r1; r++) {
+        const int8_t *w = wq + (long)r * cols;
+        const uint16_t *s = wd + (long)r * nb;
+#ifdef CK_AVX2
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        int b = 0;
+        for (; b + 1 < nb; b += 2) {
+            __m256i a0 = _mm256_loadu_si256((const __m256i *)(w + 32 * b));
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+            __m256i a1 = _mm256_loadu_si256((const __m256i *)(w + 32 * b + 32));
+            __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + 32 * b + 32));
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(s[b]) * xd[b]), dot32(a0, x0), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(s[b + 1]) * xd[b + 1]), dot32(a1, x1), acc1);
+        }
+        for (; b < nb; b++) {
+            __m256i a0 = _mm256_loadu_si256((const __m256i *)(w + 32 * b));
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(s[b]) * xd[b]), dot32(a0, x0), acc0);
+        }
+        y[r] = hsum(_mm256_add_ps(acc0, acc1));
+#else
+        float sum = 0;
+        for (int b = 0; b < nb; b++) {
+            int acc = 0;
+            for (int i = 0; i < 32; i++) acc += (int)w[32 * b + i] * (int)xq[32 * b + i];
+            sum += f16_to_f32(s[b]) * xd[b] * (float)acc;
+        }
+        y[r] = sum;
+#endif
+    }
+}
+
+void ck_gemv_q4_0(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                  float *y, int r0, int r1) {
+    const int nb = cols / 32;
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *w = wq + (long)r * (cols / 2);
+        const uint16_t *s = wd + (long)r * nb;
+#ifdef CK_AVX2
+        const __m256i low = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        int b = 0;
+        for (; b + 1 < nb; b += 2) {
+            // two blocks: 32 packed bytes → 64 nibbles
+            __m256i packed = _mm256_loadu_si256((const __m256i *)(w + 16 * b));
+            __m256i lo = _mm256_and_si256(packed, low);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
+            // block b: lo[0:16] | hi[0:16]; block b+1: lo[16:32] | hi[16:32]
+            __m256i a0 = _mm256_sub_epi8(_mm256_permute2x128_si256(lo, hi, 0x20), eight);
+            __m256i a1 = _mm256_sub_epi8(_mm256_permute2x128_si256(lo, hi, 0x31), eight);
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+            __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + 32 * b + 32));
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(s[b]) * xd[b]), dot32(a0, x0), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(s[b + 1]) * xd[b + 1]), dot32(a1, x1), acc1);
+        }
+        for (; b < nb; b++) {
+            __m128i p = _mm_loadu_si128((const __m128i *)(w + 16 * b));
+            __m128i lo = _mm_and_si128(p, _mm_set1_epi8(0x0F));
+            __m128i hi = _mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(0x0F));
+            __m256i a0 = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(s[b]) * xd[b]), dot32(a0, x0), acc0);
+        }
+        y[r] = hsum(_mm256_add_ps(acc0, acc1));
+#else
+        float sum = 0;
+        for (int b = 0; b < nb; b++) {
+            int acc = 0;
+            for (int i = 0; i < 16; i++) {
+                uint8_t v = w[16 * b + i];
+                acc += ((int)(v & 0x0F) - 8) * (int)xq[32 * b + i];
+                acc += ((int)(v >> 4) - 8) * (int)xq[32 * b + 16 + i];
+            }
+            sum += f16_to_f32(s[b]) * xd[b] * (float)acc;
+        }
+        y[r] = sum;
+#endif
+    }
+}

@@ -1,0 +1,138 @@
+#if canImport(CKernels)
+import CKernels
+#endif
+
+/// Block quantization (Q8_0/Q4_0-like, 32 elements per f16 scale) and the quantized GEMV.
+public enum Quant {
+    /// Quantizes a float32 [rows, cols] matrix (cols % 32 == 0) to `format`.
+    public static func quantize(_ src: WeightMatrix, to format: WeightFormat) -> WeightMatrix {
+        precondition(format.isQuantized && src.cols % quantBlock == 0)
+        let rows = src.rows, cols = src.cols
+        let values = QuantStorage(byteCount: rows * format.rowBytes(cols))
+        let scales = QuantStorage(byteCount: rows * format.scaleRowBytes(cols))
+        let ranges = splitRange(rows, parts: Threading.count * 4)
+        parallelFor(ranges.count) { part in
+            let row = FloatBuffer(count: cols)
+            defer { withExtendedLifetime(row) {} }
+            for r in ranges[part] {
+                src.readRow(r, into: row.pointer)
+                quantizeRow(row.pointer, cols: cols, format: format,
+                            values: values.pointer + r * format.rowBytes(cols),
+                            scales: (scales.pointer + r * format.scaleRowBytes(cols)).assumingMemoryBound(to: UInt16.self))
+            }
+        }
+        return WeightMatrix(rows: rows, cols: cols, format: format, data: UnsafeRawPointer(values.pointer),
+                            scales: UnsafeRawPointer(scales.pointer), owner: QuantOwner(values, scales))
+    }
+
+    /// One row: Q8_0 d = max|x|/127, q = round(x/d); Q4_0 d = m/−8 with m the signed value of largest
+    /// magnitude, q = min(15, ⌊x/d + 8.5⌋), as ggml does.
+    public static func quantizeRow(_ x: UnsafePointer<Float>, cols: Int, format: WeightFormat,
+                                   values: UnsafeMutableRawPointer, scales: UnsafeMutablePointer<UInt16>) {
+        for b in 0..<(cols / quantBlock) {
+            let xb = x + b * quantBlock
+            switch format {
+            case .q8_0:
+                var amax: Float = 0
+                for i in 0..<quantBlock { amax = max(amax, abs(xb[i])) }
+                let d = amax / 127
+                let half = Float16(d)
+                scales[b] = half.bitPattern
+                let inv: Float = d > 0 ? 1 / d : 0
+                let q = (values + b * quantBlock).assumingMemoryBound(to: Int8.self)
+                for i in 0..<quantBlock { q[i] = Int8(clamping: Int((xb[i] * inv).rounded(.toNearestOrEven))) }
+            case .q4_0:
+                var m: Float = 0
+                for i in 0..<quantBlock where abs(xb[i]) > abs(m) { m = xb[i] }
+                let d = m / -8
+                scales[b] = Float16(d).bitPattern
+                let inv: Float = d != 0 ? 1 / d : 0
+                let q = (values + b * quantBlock / 2).assumingMemoryBound(to: UInt8.self)
+                for i in 0..<(quantBlock / 2) {
+                    let lo = UInt8(min(15, max(0, Int((xb[i] * inv + 8.5).rounded(.down)))))
+                    let hi = UInt8(min(15, max(0, Int((xb[i + 16] * inv + 8.5).rounded(.down)))))
+                    q[i] = lo | hi << 4
+                }
+            default:
+                preconditionFailure("not a quantized format")
+            }
+        }
+    }
+
+    public static func dequantizeRow(_ w: WeightMatrix, _ r: Int, into out: UnsafeMutablePointer<Float>) {
+        let nb = w.cols / quantBlock
+        let s = (w.scales! + r * w.format.scaleRowBytes(w.cols)).assumingMemoryBound(to: UInt16.self)
+        let v = w.row(r)
+        for b in 0..<nb {
+            let d = Float(Float16(bitPattern: s[b]))
+            let o = out + b * quantBlock
+            if w.format == .q8_0 {
+                let q = (v + b * quantBlock).assumingMemoryBound(to: Int8.self)
+                for i in 0..<quantBlock { o[i] = Float(q[i]) * d }
+            } else {
+                let q = (v + b * quantBlock / 2).assumingMemoryBound(to: UInt8.self)
+                for i in 0..<(quantBlock / 2) {
+                    o[i] = Float(Int(q[i] & 0x0F) - 8) * d
+                    o[i + 16] = Float(Int(q[i] >> 4) - 8) * d
+                }
+            }
+        }
+    }
+
+    /// y = W·x for a quantized W: x is quantized to int8 blocks once, then rows are split across
+    /// threads and dotted with integer SIMD.
+    public static func gemv(_ w: WeightMatrix, _ x: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                            into y: UnsafeMutablePointer<Float>) {
+        let cols = w.cols, nb = cols / quantBlock
+        let xq = UnsafeMutablePointer<Int8>.allocate(capacity: cols)
+        let xd = UnsafeMutablePointer<Float>.allocate(capacity: nb)
+        defer { xq.deallocate(); xd.deallocate() }
+        quantizeActivations(x, cols, xq, xd)
+        let ranges = splitRange(w.rows, parts: w.rows * cols >= 1 << 15 ? Threading.count : 1, align: 8)
+        let scales = w.scales!.assumingMemoryBound(to: UInt16.self)
+        parallelFor(ranges.count) { part in
+            let r = ranges[part]
+            #if canImport(CKernels)
+            if w.format == .q8_0 {
+                ck_gemv_q8_0(w.data.assumingMemoryBound(to: Int8.self), scales, Int32(cols), xq, xd, y,
+                             Int32(r.lowerBound), Int32(r.upperBound))
+            } else {
+                ck_gemv_q4_0(w.data.assumingMemoryBound(to: UInt8.self), scales, Int32(cols), xq, xd, y,
+                             Int32(r.lowerBound), Int32(r.upperBound))
+            }
+            #else
+            let row = UnsafeMutablePointer<Float>.allocate(capacity: cols)
+            defer { row.deallocate() }
+            for i in r { dequantizeRow(w, i, into: row); y[i] = dot(row, x, cols) }
+            #endif
+            if let bias { for i in r { y[i] += bias[i] } }
+        }
+    }
+
+    static func quantizeActivations(_ x: UnsafePointer<Float>, _ n: Int, _ q: UnsafeMutablePointer<Int8>,
+                                    _ d: UnsafeMutablePointer<Float>) {
+        #if canImport(CKernels)
+        ck_quantize_q8_blocks(x, Int32(n), q, d)
+        #else
+        for b in 0..<(n / quantBlock) {
+            var amax: Float = 0
+            for i in 0..<quantBlock { amax = max(amax, abs(x[b * quantBlock + i])) }
+            d[b] = amax / 127
+            let inv: Float = amax > 0 ? 127 / amax : 0
+            for i in 0..<quantBlock { q[b * quantBlock + i] = Int8((x[b * quantBlock + i] * inv).rounded()) }
+        }
+        #endif
+    }
+}
+
+/// Memory for quantized arrays made at load time.
+final class QuantStorage: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+    init(byteCount: Int) { pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64) }
+    deinit { pointer.deallocate() }
+}
+
+final class QuantOwner: @unchecked Sendable {
+    let values: QuantStorage, scales: QuantStorage
+    init(_ v: QuantStorage, _ s: QuantStorage) { values = v; scales = s }
+}

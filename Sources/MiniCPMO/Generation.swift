@@ -1,0 +1,252 @@
+import Foundation
+import Text
+
+public enum FinishReason: String, Sendable, Codable {
+    /// An end-of-turn token or a stop string.
+    case stop
+    /// The token budget (or the context window) ran out.
+    case length
+    /// The consumer stopped listening.
+    case cancelled
+}
+
+public enum GenerationError: Error, CustomStringConvertible {
+    case emptyPrompt
+    case promptTooLong(tokens: Int, context: Int)
+    case invalidParameters(String)
+    case noTokenizer(String)
+
+    public var description: String {
+        switch self {
+        case .emptyPrompt: return "the prompt is empty"
+        case let .promptTooLong(t, c): return "the prompt has \(t) tokens but the context window holds \(c)"
+        case let .invalidParameters(s): return "invalid generation parameters: \(s)"
+        case let .noTokenizer(s): return "no tokenizer: \(s)"
+        }
+    }
+}
+
+public struct GenerationOptions: Sendable {
+    public var sampling = SamplingParameters()
+    public var maxTokens = 2048
+    /// Generation stops before the first occurrence of any of these strings.
+    public var stopStrings: [String] = []
+    /// Prompt tokens per forward pass during prefill.
+    public var prefillChunk = 512
+
+    public init(sampling: SamplingParameters = SamplingParameters(), maxTokens: Int = 2048, stopStrings: [String] = [],
+                prefillChunk: Int = 512) {
+        self.sampling = sampling
+        self.maxTokens = maxTokens
+        self.stopStrings = stopStrings
+        self.prefillChunk = prefillChunk
+    }
+}
+
+public struct GenerationTimings: Sendable, Codable {
+    public var promptTokens = 0
+    /// Prompt tokens whose keys and values were already cached (prefix reuse) and not recomputed.
+    public var cachedTokens = 0
+    public var generatedTokens = 0
+    public var prefillSeconds = 0.0
+    public var decodeSeconds = 0.0
+
+    public var prefillTokensPerSecond: Double {
+        prefillSeconds > 0 ? Double(promptTokens - cachedTokens) / prefillSeconds : 0
+    }
+    /// Decode rate over the tokens after the first (which comes from the prefill's logits).
+    public var decodeTokensPerSecond: Double {
+        decodeSeconds > 0 ? Double(max(generatedTokens - 1, 0)) / decodeSeconds : 0
+    }
+}
+
+public struct GenerationResult: Sendable {
+    public var text: String
+    public var tokenIds: [Int]
+    public var finishReason: FinishReason
+    public var timings: GenerationTimings
+}
+
+/// What a streaming generation yields: text as it becomes final, then the result.
+public enum GenerationEvent: Sendable {
+    case text(String)
+    case finished(GenerationResult)
+}
+
+/// A language-model conversation state: the KV cache of one sequence and the token ids it holds.
+/// A new prompt that starts with the cached tokens only prefills the rest (multi-turn prefix reuse).
+public final class LanguageSession: @unchecked Sendable {
+    public let model: Qwen2Model
+    public let cache: KVSequence
+    public private(set) var cachedTokens: [Int] = []
+
+    public init(model: Qwen2Model, pool: KVPagePool? = nil) {
+        self.model = model
+        cache = KVSequence(pool: pool ?? model.makeCachePool())
+    }
+
+    public func reset() {
+        cache.truncate(to: 0)
+        cachedTokens = []
+    }
+
+    /// Makes the cache hold `tokens` and returns the logits after the last one, reusing the longest
+    /// cached prefix. Returns the number of reused tokens too.
+    public func prefill(_ tokens: [Int], chunk: Int) throws -> (logits: [Float], reused: Int) {
+        precondition(!tokens.isEmpty)
+        var common = 0
+        while common < min(tokens.count, cachedTokens.count) && tokens[common] == cachedTokens[common] { common += 1 }
+        common = min(common, tokens.count - 1)  // the last token must run to produce logits
+        cache.truncate(to: common)
+        cachedTokens.removeLast(cachedTokens.count - common)
+        var logits: [Float] = []
+        var start = common
+        let step = max(1, chunk)
+        while start < tokens.count {
+            let piece = Array(tokens[start..<min(tokens.count, start + step)])
+            let hidden = try model.forward(try model.embed(piece), tokens: piece.count, cache: cache)
+            cachedTokens += piece
+            start += piece.count
+            if start == tokens.count { logits = model.logits(hidden, rows: (piece.count - 1)..<piece.count).array }
+        }
+        return (logits, common)
+    }
+
+    /// Feeds one token and returns the next logits.
+    public func step(_ token: Int) throws -> [Float] {
+        let hidden = try model.forward(try model.embed([token]), tokens: 1, cache: cache)
+        cachedTokens.append(token)
+        return model.logits(hidden, rows: 0..<1).array
+    }
+}
+
+/// Prompt → tokens, with sampling, stop tokens and strings, and streamed text.
+public struct TextGenerator: Sendable {
+    public let model: Qwen2Model
+    public let tokenizer: Qwen2Tokenizer
+    /// Tokens that end a turn: `<|im_end|>`, `<|endoftext|>` and the config's eos ids.
+    public let stopTokens: Set<Int>
+
+    public init(model: Qwen2Model, tokenizer: Qwen2Tokenizer) {
+        self.model = model
+        self.tokenizer = tokenizer
+        var stops = Set(model.config.eosTokenId)
+        for t in ["<|im_end|>", "<|endoftext|>"] { if let id = tokenizer.id(of: t) { stops.insert(id) } }
+        stopTokens = stops.filter { $0 >= 0 && $0 < model.config.vocabSize }
+    }
+
+    /// Runs to completion; `onText` receives text as it becomes final and returns false to stop early.
+    public func generate(prompt: [Int], session: LanguageSession, options: GenerationOptions,
+                         onText: (String) -> Bool = { _ in true }) throws -> GenerationResult {
+        try options.sampling.validate()
+        guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
+        let context = model.config.maxPositionEmbeddings
+        guard prompt.count < context else { throw GenerationError.promptTooLong(tokens: prompt.count, context: context) }
+        let budget = min(max(options.maxTokens, 0), context - prompt.count)
+
+        var timings = GenerationTimings()
+        timings.promptTokens = prompt.count
+        let t0 = Date()
+        var (logits, reused) = try session.prefill(prompt, chunk: options.prefillChunk)
+        timings.cachedTokens = reused
+        timings.prefillSeconds = Date().timeIntervalSince(t0)
+
+        var sampler = Sampler(options.sampling)
+        var decoder = tokenizer.streamingDecoder(skipSpecial: false)
+        var stops = StopStringMatcher(options.stopStrings)
+        var generated: [Int] = []
+        var text = ""
+        var reason = FinishReason.length
+        let t1 = Date()
+        func emit(_ piece: String) -> Bool {
+            guard !piece.isEmpty else { return true }
+            text += piece
+            return onText(piece)
+        }
+        while generated.count < budget {
+            let token = sampler.sample(logits, previous: generated)
+            if stopTokens.contains(token) {
+                reason = .stop
+                break
+            }
+            generated.append(token)
+            let (ready, stopped) = stops.push(decoder.push(token))
+            if !emit(ready) { reason = .cancelled; break }
+            if stopped { reason = .stop; break }
+            if generated.count == budget { break }
+            logits = try session.step(token)
+        }
+        if reason != .stop {
+            let (ready, _) = stops.push(decoder.flush())
+            _ = emit(ready + stops.finish())
+        }
+        timings.generatedTokens = generated.count
+        timings.decodeSeconds = Date().timeIntervalSince(t1)
+        return GenerationResult(text: text, tokenIds: generated, finishReason: reason, timings: timings)
+    }
+
+    /// The same generation as an async stream (the work runs on its own thread; cancelling the
+    /// consuming task stops it after the current token).
+    public func stream(prompt: [Int], session: LanguageSession, options: GenerationOptions) -> AsyncThrowingStream<GenerationEvent, Error> {
+        AsyncThrowingStream { continuation in
+            let cancelled = CancelFlag()
+            continuation.onTermination = { _ in cancelled.set() }
+            let thread = Thread {
+                do {
+                    let result = try generate(prompt: prompt, session: session, options: options) { piece in
+                        continuation.yield(.text(piece))
+                        return !cancelled.isSet
+                    }
+                    continuation.yield(.finished(result))
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+    }
+}
+
+final class CancelFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
+/// Holds back text that might be the start of a stop string, and cuts at the first stop string.
+struct StopStringMatcher {
+    let stops: [String]
+    var pending = ""
+
+    init(_ stops: [String]) { self.stops = stops.filter { !$0.isEmpty } }
+
+    /// Returns the text that is now final and whether a stop string was reached.
+    mutating func push(_ piece: String) -> (String, Bool) {
+        guard !stops.isEmpty else { return (piece, false) }
+        pending += piece
+        if let cut = stops.compactMap({ pending.range(of: $0)?.lowerBound }).min() {
+            let out = String(pending[..<cut])
+            pending = ""
+            return (out, true)
+        }
+        // keep the longest suffix that is a proper prefix of some stop string
+        var keep = 0
+        for s in stops {
+            for n in stride(from: min(s.count - 1, pending.count), to: 0, by: -1) where n > keep {
+                if pending.hasSuffix(String(s.prefix(n))) { keep = n; break }
+            }
+        }
+        let out = String(pending.dropLast(keep))
+        pending = String(pending.suffix(keep))
+        return (out, false)
+    }
+
+    /// Text held back when the generation ends for another reason.
+    mutating func finish() -> String {
+        defer { pending = "" }
+        return pending
+    }
+}

@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import MiniCPMO
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Answer one prompt, streaming the text to stdout.")
+
+    @OptionGroup var model: ModelOptions
+
+    @Option(name: .long, help: "The user's message.")
+    var prompt: String
+
+    @Option(name: .long, help: "A system message before the prompt.")
+    var system: String?
+
+    @OptionGroup var sampling: SamplingOptions
+
+    @Flag(name: .long, help: "Print one JSON object (text, token_ids, prompt_tokens, finish_reason, timings) instead of streaming.")
+    var json = false
+
+    func validate() throws {
+        if prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { throw ValidationError("the prompt is empty") }
+    }
+
+    func run() throws {
+        let loaded = model.load()
+        do {
+            let generator = try loaded.textGenerator()
+            var messages: [ChatMessage] = []
+            if let system { messages.append(.system(system)) }
+            messages.append(.user(prompt))
+            let ids = generator.tokenizer.encode(ChatTemplate.render(messages))
+            let session = LanguageSession(model: loaded.llm)
+            let result = try generator.generate(prompt: ids, session: session, options: sampling.generation) { piece in
+                if !json { writeOut(piece) }
+                return true
+            }
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                writeOut(String(decoding: try enc.encode(GenerateJSON(result)), as: UTF8.self) + "\n")
+            } else {
+                writeOut("\n")
+                note(rateLine(result.timings))
+            }
+        } catch {
+            fail(error, code: 1)
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import MiniCPMO
+
+/// Sampling and stopping flags shared by `generate` and `chat`. Defaults are MiniCPM-o's chat defaults.
+struct SamplingOptions: ParsableArguments {
+    @Option(name: .long, help: "Tokens to generate at most.")
+    var maxTokens: Int = 2048
+
+    @Option(name: .long, help: "Sampling temperature; 0 is greedy.")
+    var temperature: Float = 0.7
+
+    @Option(name: .long, help: "Keep the K most likely tokens (0: off).")
+    var topK: Int = 100
+
+    @Option(name: .long, help: "Keep the smallest set of tokens with this much probability (1: off).")
+    var topP: Float = 0.8
+
+    @Option(name: .long, help: "Penalty for repeating generated tokens (1: off).")
+    var repetitionPenalty: Float = 1.05
+
+    @Option(name: .long, help: "Random seed, for reproducible sampling.")
+    var seed: UInt64?
+
+    @Option(name: .long, help: "Stop before this string (repeatable).")
+    var stop: [String] = []
+
+    @Option(name: .long, help: "Prompt tokens per forward pass during prefill.")
+    var prefillChunk: Int = 512
+
+    func validate() throws {
+        if maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
+        if prefillChunk < 1 { throw ValidationError("--prefill-chunk must be at least 1") }
+        do { try parameters.validate() } catch { throw ValidationError("\(error)") }
+    }
+
+    var parameters: SamplingParameters {
+        SamplingParameters(temperature: temperature, topK: topK, topP: topP, repetitionPenalty: repetitionPenalty, seed: seed)
+    }
+
+    var generation: GenerationOptions {
+        GenerationOptions(sampling: parameters, maxTokens: maxTokens, stopStrings: stop, prefillChunk: prefillChunk)
+    }
+}
+
+func writeOut(_ s: String) {
+    FileHandle.standardOutput.write(Data(s.utf8))
+}
+
+/// The `--json` result of `generate`.
+struct GenerateJSON: Encodable {
+    var text: String
+    var tokenIds: [Int]
+    var promptTokens: Int
+    var finishReason: String
+    var timings: Timings
+
+    struct Timings: Encodable {
+        var prefillTokensPerSecond: Double
+        var decodeTokensPerSecond: Double
+        var prefillSeconds: Double
+        var decodeSeconds: Double
+        var cachedPromptTokens: Int
+        enum CodingKeys: String, CodingKey {
+            case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
+            case prefillSeconds = "prefill_seconds", decodeSeconds = "decode_seconds", cachedPromptTokens = "cached_prompt_tokens"
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case text, tokenIds = "token_ids", promptTokens = "prompt_tokens", finishReason = "finish_reason", timings
+    }
+
+    init(_ r: GenerationResult) {
+        text = r.text
+        tokenIds = r.tokenIds
+        promptTokens = r.timings.promptTokens
+        finishReason = r.finishReason.rawValue
+        timings = Timings(prefillTokensPerSecond: r.timings.prefillTokensPerSecond,
+                          decodeTokensPerSecond: r.timings.decodeTokensPerSecond,
+                          prefillSeconds: r.timings.prefillSeconds, decodeSeconds: r.timings.decodeSeconds,
+                          cachedPromptTokens: r.timings.cachedTokens)
+    }
+}
+
+func rateLine(_ t: GenerationTimings) -> String {
+    String(format: "[%d prompt tokens (%d cached) at %.1f tok/s, %d generated at %.1f tok/s]",
+           t.promptTokens, t.cachedTokens, t.prefillTokensPerSecond, t.generatedTokens, t.decodeTokensPerSecond)
+}

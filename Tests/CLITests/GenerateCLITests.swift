@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+import Weights
+
+struct ChatCase: Decodable {
+    var system: String?
+    var prompt: String
+    var prompt_ids: [Int]
+    var generated_ids: [Int]
+}
+
+struct GenerateOutput: Decodable {
+    var text: String
+    var token_ids: [Int]
+    var prompt_tokens: Int
+    var finish_reason: String
+}
+
+func cases(_ model: String) throws -> [ChatCase] {
+    try JSONDecoder().decode([ChatCase].self, from: Data(contentsOf: fixtures.appendingPathComponent("reference/generate-\(model).json")))
+}
+
+/// A copy of a fixture model folder that a test may modify.
+func copyModel(_ name: String, tag: String, tokenizer: Bool = true) throws -> String {
+    let dst = temp("model-\(tag)")
+    try? FileManager.default.removeItem(atPath: dst)
+    try FileManager.default.createDirectory(atPath: dst, withIntermediateDirectories: true)
+    let src = fixtures.appendingPathComponent("models/\(name)")
+    for f in try FileManager.default.contentsOfDirectory(atPath: src.path) where tokenizer || !f.hasPrefix("tokenizer") {
+        let from = src.appendingPathComponent(f).resolvingSymlinksInPath()
+        try FileManager.default.copyItem(atPath: from.path, toPath: dst + "/" + f)
+    }
+    return dst
+}
+
+@Suite struct GenerateCLITests {
+    /// Greedy generation equals transformers' generate(do_sample=False) token for token.
+    @Test(arguments: ["tiny-qwen2", "tiny-minicpmo"])
+    func greedyMatchesTransformers(model: String) throws {
+        let dir = fixtures.appendingPathComponent("models/\(model)").path
+        let all = try cases(model)
+        #expect(all.count >= 3)
+        for c in all {
+            var args = ["generate", "--model", dir, "--prompt", c.prompt, "--max-tokens", "32", "--temperature", "0",
+                        "--repetition-penalty", "1", "--json"]
+            if let s = c.system { args += ["--system", s] }
+            let r = try run(args)
+            #expect(r.status == 0, "\(r.stderr)")
+            let out = try JSONDecoder().decode(GenerateOutput.self, from: Data(r.stdout.utf8))
+            var expected = c.generated_ids
+            var reason = "length"
+            if let last = expected.last, [151643, 151645].contains(last) { expected.removeLast(); reason = "stop" }
+            #expect(out.token_ids == expected, "\(model): \(c.prompt)")
+            #expect(out.prompt_tokens == c.prompt_ids.count)
+            #expect(out.finish_reason == reason)
+        }
+    }
+
+    @Test func tokenizeMatchesReferencePromptIds() throws {
+        let c = try cases("tiny-minicpmo")[1]
+        let text = "<|im_start|>system\n\(c.system!)<|im_end|>\n<|im_start|>user\n\(c.prompt)<|im_end|>\n<|im_start|>assistant\n"
+        let r = try run(["tokenize", "--model", fixtures.appendingPathComponent("models/tiny-minicpmo").path, "--text", text, "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        struct Ids: Decodable { var ids: [Int] }
+        #expect(try JSONDecoder().decode(Ids.self, from: Data(r.stdout.utf8)).ids == c.prompt_ids)
+    }
+
+    @Test func streamingPrintsOnlyTheAnswerOnStdout() throws {
+        let dir = fixtures.appendingPathComponent("models/tiny-minicpmo").path
+        let r = try run(["generate", "--model", dir, "--prompt", "Hi", "--max-tokens", "6", "--seed", "3"])
+        #expect(r.status == 0)
+        let j = try run(["generate", "--model", dir, "--prompt", "Hi", "--max-tokens", "6", "--seed", "3", "--json"])
+        let out = try JSONDecoder().decode(GenerateOutput.self, from: Data(j.stdout.utf8))
+        #expect(r.stdout == out.text + "\n", "same seed, same sampled text")
+        #expect(r.stderr.contains("tok/s"))
+    }
+
+    @Test func chatThroughPipedStdin() throws {
+        let dir = fixtures.appendingPathComponent("models/tiny-minicpmo").path
+        let r = try run(["chat", "--model", dir, "--max-tokens", "5", "--temperature", "0"],
+                        stdin: "Hello\nHow are you?\n/reset\nHello\n/quit\nnever read\n")
+        #expect(r.status == 0, "\(r.stderr)")
+        let answers = r.stdout.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.isEmpty }
+        #expect(r.stderr.components(separatedBy: " generated at ").count - 1 == 3, "\(r.stderr)")
+        #expect(r.stderr.contains("reset"))
+        // the first and third turns are the same conversation start, so greedy answers agree
+        #expect(answers.count >= 2 && answers.first == answers.last)
+        // Ctrl-D (end of input) also ends the chat cleanly
+        #expect(try run(["chat", "--model", dir, "--max-tokens", "2"], stdin: "Hi\n").status == 0)
+    }
+
+    @Test func clearErrors() throws {
+        let dir = fixtures.appendingPathComponent("models/tiny-minicpmo").path
+        let empty = try run(["generate", "--model", dir, "--prompt", "  "])
+        #expect(empty.status != 0 && empty.stderr.contains("empty"))
+        let missing = try run(["generate", "--model", "/no/such/model", "--prompt", "hi"])
+        #expect(missing.status != 0 && missing.stderr.contains("/no/such/model"))
+        let noTok = try copyModel("tiny-qwen2-gqa", tag: "notok", tokenizer: false)
+        let nt = try run(["generate", "--model", noTok, "--prompt", "hi"])
+        #expect(nt.status != 0 && nt.stderr.contains("tokenizer"), "\(nt.stderr)")
+        // a context window of 16 positions cannot hold a long prompt
+        let small = try copyModel("tiny-minicpmo", tag: "ctx")
+        var config = try String(contentsOfFile: small + "/config.json", encoding: .utf8)
+        config = config.replacingOccurrences(of: "\"max_position_embeddings\": 32768", with: "\"max_position_embeddings\": 16")
+        try config.write(toFile: small + "/config.json", atomically: true, encoding: .utf8)
+        let long = try run(["generate", "--model", small, "--prompt", String(repeating: "word ", count: 40)])
+        #expect(long.status != 0 && long.stderr.contains("context"), "\(long.stderr)")
+        let badTok = try run(["tokenize", "--model", "/no/such", "--text", "x"])
+        #expect(badTok.status != 0)
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import Testing
+@testable import Kernels
+
+@Suite struct QuantTests {
+    static let shapes: [(rows: Int, cols: Int)] = {
+        var rng = SeededRNG(seed: 21)
+        var s = [(1, 32), (3, 64), (8, 96), (13, 320), (64, 4096), (1, 1024), (37, 32 * 7), (200, 160)]
+        while s.count < 24 { s.append((rng.int(1...150), 32 * rng.int(1...40))) }
+        return s
+    }()
+
+    /// Σ_b wd·xd·Σ wq·xq in Double, from the stored blocks: the integer kernels' naive twin.
+    func naiveQuantGemv(_ w: WeightMatrix, _ x: [Float]) -> [Float] {
+        let nb = w.cols / quantBlock
+        var xq = [Int8](repeating: 0, count: w.cols), xd = [Float](repeating: 0, count: nb)
+        Quant.quantizeActivations(x, w.cols, &xq, &xd)
+        var row = [Float](repeating: 0, count: w.cols)
+        return (0..<w.rows).map { r in
+            Quant.dequantizeRow(w, r, into: &row)  // = q·d exactly
+            var s = 0.0
+            for b in 0..<nb {
+                for i in 0..<quantBlock { s += Double(row[b * quantBlock + i]) * Double(xq[b * quantBlock + i]) * Double(xd[b]) }
+            }
+            return Float(s)
+        }
+    }
+
+    @Test(arguments: [WeightFormat.q8_0, .q4_0])
+    func quantizedGemvMatchesNaive(format: WeightFormat) {
+        var rng = SeededRNG(seed: 22)
+        for (r, c) in Self.shapes {
+            let w = Quant.quantize(WeightMatrix(rows: r, cols: c, values: rng.floats(r * c)), to: format)
+            let x = rng.floats(c, scale: 2)
+            var y = [Float](repeating: .nan, count: r)
+            Linear.forward(x, tokens: 1, weight: w, bias: nil, into: &y)
+            #expect(relErr(y, naiveQuantGemv(w, x)) < 1e-5, "\(format) \(r)x\(c)")
+        }
+    }
+
+    @Test(arguments: [WeightFormat.q8_0, .q4_0])
+    func roundTripErrorIsWithinHalfAStep(format: WeightFormat) {
+        var rng = SeededRNG(seed: 23)
+        for (r, c) in Self.shapes.prefix(10) {
+            let values = rng.floats(r * c, scale: 3)
+            let w = Quant.quantize(WeightMatrix(rows: r, cols: c, values: values), to: format)
+            let back = w.toFloats()
+            for row in 0..<r {
+                for b in 0..<(c / quantBlock) {
+                    let block = (0..<quantBlock).map { values[row * c + b * quantBlock + $0] }
+                    let amax = block.map(abs).max()!
+                    let step = format == .q8_0 ? amax / 127 : amax / 8
+                    for i in 0..<quantBlock {
+                        let e = abs(back[row * c + b * quantBlock + i] - block[i])
+                        // Q4_0's grid is (−8…7)·d with d = −m/8: the side opposite m ends at 7/8 of amax
+                        let bound = format == .q4_0 && abs(block[i]) > 7 * step ? step : step * 0.5
+                        #expect(e <= bound + amax * 2e-3 + 1e-6, "\(format) error \(e) step \(step)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Prefill through dequantized tiles + BLAS agrees with the quantized GEMV up to activation rounding.
+    @Test(arguments: [WeightFormat.q8_0, .q4_0])
+    func gemmAndGemvAgree(format: WeightFormat) {
+        var rng = SeededRNG(seed: 24)
+        let (t, r, c) = (5, 130, 256)
+        let w = Quant.quantize(WeightMatrix(rows: r, cols: c, values: rng.floats(r * c)), to: format)
+        let x = rng.floats(t * c)
+        var y = [Float](repeating: 0, count: t * r)
+        Linear.forward(x, tokens: t, weight: w, bias: nil, into: &y)
+        let exact = Naive.linear(x, tokens: t, weight: WeightMatrix(rows: r, cols: c, values: w.toFloats()), bias: nil)
+        #expect(relErr(y, exact) < 1e-5)
+        var one = [Float](repeating: 0, count: r)
+        Linear.forward(Array(x[c..<(2 * c)]), tokens: 1, weight: w, bias: nil, into: &one)
+        #expect(relErr(one, Array(exact[r..<(2 * r)])) < 0.02)
+    }
+}
