@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 
 /// How many threads the kernels use. Decode is memory-bound and wants every core; tests may pin it.
 public enum Threading {
@@ -12,19 +13,19 @@ public enum Threading {
 }
 
 /// Runs `body(i)` for i in 0..<n on up to `Threading.count` threads.
-/// The work items should be coarse: each call costs a few microseconds of dispatch.
+///
+/// A decode step is hundreds of short parallel kernels, so the pool's workers spin briefly between
+/// jobs instead of sleeping: waking a sleeping thread costs tens of microseconds, a GEMV of a small
+/// matrix not much more. Items are dealt round-robin (item i to participant i mod threads).
 @inline(__always)
 public func parallelFor(_ n: Int, _ body: (Int) -> Void) {
     if n <= 0 { return }
-    if n == 1 || Threading.count == 1 {
+    let threads = Threading.count
+    if n == 1 || threads == 1 {
         for i in 0..<n { body(i) }
         return
     }
-    // Kernels hand raw pointers to disjoint slices of their outputs to each iteration; that is safe
-    // by construction but invisible to Sendable checking.
-    withoutActuallyEscaping(body) { body in
-        DispatchQueue.concurrentPerform(iterations: n, execute: unsafeBitCast(body, to: (@Sendable (Int) -> Void).self))
-    }
+    ThreadPool.shared(size: threads).run(n, body)
 }
 
 /// Splits 0..<total into at most `parts` contiguous ranges whose bounds are multiples of `align`.
@@ -39,4 +40,105 @@ public func splitRange(_ total: Int, parts: Int, align: Int = 1) -> [Range<Int>]
         if hi > lo { out.append(lo..<hi) }
     }
     return out
+}
+
+/// The caller plus `size − 1` persistent workers. One job runs at a time; a job submitted while
+/// another runs (another thread, or nested) falls back to Dispatch.
+final class ThreadPool: @unchecked Sendable {
+    let size: Int
+    private let generation = Atomic<Int>(0)
+    private let finished = Atomic<Int>(0)
+    private let sleepers = Atomic<Int>(0)
+    private let busy = Atomic<Bool>(false)
+    private let condition = NSCondition()
+    // Written by the submitting thread before `generation` is bumped (release), read by workers after
+    // they observe the bump (acquire).
+    private var job: ((Int) -> Void)?
+    private var count = 0
+
+    /// How long a worker spins for the next job before it sleeps.
+    static let spinSeconds = 0.002
+
+    // Pools live for the process (a changed thread count makes a new one; idle workers sleep).
+    nonisolated(unsafe) private static var pools: [Int: ThreadPool] = [:]
+    private static let lock = NSLock()
+
+    static func shared(size: Int) -> ThreadPool {
+        lock.withLock {
+            if let p = pools[size] { return p }
+            let p = ThreadPool(size: size)
+            pools[size] = p
+            return p
+        }
+    }
+
+    private init(size: Int) {
+        self.size = size
+        for w in 1..<size {
+            let t = Thread { [unowned self] in self.work(w) }
+            t.stackSize = 1 << 20
+            t.start()
+        }
+    }
+
+    func run(_ n: Int, _ body: (Int) -> Void) {
+        guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            withoutActuallyEscaping(body) { b in
+                DispatchQueue.concurrentPerform(iterations: n, execute: unsafeBitCast(b, to: (@Sendable (Int) -> Void).self))
+            }
+            return
+        }
+        withoutActuallyEscaping(body) { b in
+            job = b
+            count = n
+            finished.store(0, ordering: .relaxed)
+            generation.add(1, ordering: .sequentiallyConsistent)
+            if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+                condition.lock(); condition.broadcast(); condition.unlock()
+            }
+            var i = 0
+            while i < n { b(i); i += size }
+            while finished.load(ordering: .acquiring) < size - 1 {}
+            job = nil
+        }
+        busy.store(false, ordering: .releasing)
+    }
+
+    private func work(_ w: Int) {
+        var seen = 0
+        while true {
+            var spins = 0
+            var deadline: Date?
+            while generation.load(ordering: .acquiring) == seen {
+                spins += 1
+                if spins & 1023 == 0 {
+                    let now = Date()
+                    if deadline == nil { deadline = now.addingTimeInterval(Self.spinSeconds) }
+                    if now > deadline! { sleep(until: seen); break }
+                }
+            }
+            seen = generation.load(ordering: .acquiring)
+            execute(w)
+            finished.add(1, ordering: .releasing)
+        }
+    }
+
+    /// Runs this worker's share of the job. A function of its own so that its reference to the
+    /// job's closure is released before the caller is told the work is finished (the closure is
+    /// only borrowed by `run`).
+    @inline(never)
+    private func execute(_ w: Int) {
+        guard let b = job else { return }
+        let n = count
+        var i = w
+        while i < n { b(i); i += size }
+    }
+
+    private func sleep(until seen: Int) {
+        condition.lock()
+        sleepers.add(1, ordering: .sequentiallyConsistent)
+        while generation.load(ordering: .sequentiallyConsistent) == seen { condition.wait() }
+        sleepers.subtract(1, ordering: .sequentiallyConsistent)
+        condition.unlock()
+    }
 }

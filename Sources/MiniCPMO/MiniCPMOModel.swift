@@ -14,15 +14,18 @@ public final class MiniCPMOModel: @unchecked Sendable {
     private var tokenizerResult: Result<Qwen2Tokenizer, Error>?
     private let lock = NSLock()
 
+    /// - quantize: block-quantize the language model's linear weights at load (q8_0 or q4_0);
+    ///   nil keeps the stored dtype (and uses pre-quantized weights as they are).
     /// - progress: called with human-readable loading steps (the CLI prints them on stderr).
-    public init(directory: String, progress: (String) -> Void = { _ in }) throws {
+    public init(directory: String, quantize: WeightFormat? = nil, progress: (String) -> Void = { _ in }) throws {
         self.directory = directory
         progress("reading \(directory)/config.json")
         config = try ModelConfig(directory: directory)
         progress("mapping safetensors")
         checkpoint = try Checkpoint(directory: directory)
         progress("binding \(config.llm.numHiddenLayers)-layer \(config.kind == .minicpmo ? "MiniCPM-o" : "Qwen2") language model")
-        llm = try Qwen2Model.load(checkpoint, config: config)
+        if let quantize { progress("quantizing the language model to \(quantize.rawValue)") }
+        llm = try Qwen2Model.load(checkpoint, config: config, quantize: quantize)
         progress("loaded: \(String(format: "%.2f", Double(checkpoint.byteCount) / 1e9)) GB of weights mapped")
     }
 

@@ -7,7 +7,8 @@ struct MiniCPMOCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "minicpmo",
         abstract: "MiniCPM-o 2.6 inference on the CPU.",
-        subcommands: [GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, ProbeCommand.self])
+        subcommands: [GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, BenchCommand.self,
+                      QuantizeCommand.self, ProbeCommand.self])
 }
 
 /// Messages for people go to stderr; stdout carries only results.
@@ -28,10 +29,21 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Worker threads (default: all cores).")
     var threads: Int?
 
+    @Option(name: .long, help: "Language-model weights: bf16 (as stored), q8 or q4 (quantized at load).")
+    var quant: QuantChoice = .bf16
+
+    init() {}
+
+    init(model: String, threads: Int?, quant: QuantChoice) {
+        self.model = model
+        self.threads = threads
+        self.quant = quant
+    }
+
     func load(quiet: Bool = false) -> MiniCPMOModel {
         if let threads { Threading.count = threads }
         do {
-            return try MiniCPMOModel(directory: model, progress: { if !quiet { note($0) } })
+            return try MiniCPMOModel(directory: model, quantize: quant.format, progress: { if !quiet { note($0) } })
         } catch {
             fail(error, code: 1)
         }

@@ -35,17 +35,47 @@ public final class Qwen2Model: @unchecked Sendable {
         shape = AttentionShape(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, headDim: config.headDim)
     }
 
-    /// Loads and validates: one error lists every missing or misshapen tensor.
-    public static func load(_ checkpoint: Checkpoint, config: ModelConfig) throws -> Qwen2Model {
+    /// Loads and validates: one error lists every missing or misshapen tensor. With `quantize`, the
+    /// linear layers and the LM head are block-quantized at load (the embedding table stays as stored:
+    /// decode reads one row of it per token).
+    public static func load(_ checkpoint: Checkpoint, config: ModelConfig, quantize: WeightFormat? = nil) throws -> Qwen2Model {
         let reader = checkpoint.reader(prefix: config.kind.llmPrefix)
         let model = Qwen2Model(config: config.llm, reader: reader)
         try reader.validate()
-        return model
+        guard let format = quantize, format.isQuantized else { return model }
+        return model.mapLinearWeights { w in
+            guard !w.format.isQuantized, w.cols % quantBlock == 0 else { return w }
+            let q = Quant.quantize(w, to: format)
+            WeightReader.evict(w)
+            return q
+        }
+    }
+
+    private init(config: Qwen2Config, embedTokens: WeightMatrix, layers: [Qwen2DecoderLayer], norm: [Float], lmHead: WeightMatrix) {
+        self.config = config
+        self.embedTokens = embedTokens
+        self.layers = layers
+        self.norm = norm
+        self.lmHead = lmHead
+        rope = RoPE(dim: config.headDim, theta: config.ropeTheta)
+        shape = AttentionShape(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, headDim: config.headDim)
+    }
+
+    /// The same model with every linear weight (and the LM head) passed through `transform`.
+    public func mapLinearWeights(_ transform: (WeightMatrix) -> WeightMatrix) -> Qwen2Model {
+        Qwen2Model(config: config, embedTokens: embedTokens, layers: layers.map { $0.mapWeights(transform) },
+                   norm: norm, lmHead: transform(lmHead))
     }
 
     public var weightBytes: Int {
         layers.reduce(0) { $0 + $1.weightBytes } + embedTokens.byteCount
             + (lmHead.data == embedTokens.data ? 0 : lmHead.byteCount) + norm.count * 4
+    }
+
+    /// Weight bytes one decode step reads: every linear weight, the LM head and one embedding row.
+    public var decodeBytesPerToken: Int {
+        layers.reduce(0) { $0 + $1.weightBytes } + lmHead.byteCount + embedTokens.byteCount / max(embedTokens.rows, 1)
+            + norm.count * 4
     }
 
     public func makeCachePool(pageSize: Int = 32, maxPages: Int? = nil) -> KVPagePool {
@@ -111,9 +141,9 @@ public enum ModelError: Error, CustomStringConvertible {
 public struct Qwen2DecoderLayer: @unchecked Sendable {
     let inputNorm: [Float]
     let postNorm: [Float]
-    let q, k, v, o: WeightMatrix
+    var q, k, v, o: WeightMatrix
     let qBias, kBias, vBias: [Float]
-    let gate, up, down: WeightMatrix
+    var gate, up, down: WeightMatrix
     let eps: Float
 
     init(config c: Qwen2Config, reader r: WeightReader) {
@@ -131,6 +161,16 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
         up = r.matrix("mlp.up_proj.weight", rows: c.intermediateSize, cols: h)
         down = r.matrix("mlp.down_proj.weight", rows: h, cols: c.intermediateSize)
         eps = c.rmsNormEps
+    }
+
+    /// q, k, v, o, gate, up, down — in checkpoint naming order.
+    public var linearWeights: [WeightMatrix] { [q, k, v, o, gate, up, down] }
+
+    func mapWeights(_ f: (WeightMatrix) -> WeightMatrix) -> Qwen2DecoderLayer {
+        var l = self
+        l.q = f(q); l.k = f(k); l.v = f(v); l.o = f(o)
+        l.gate = f(gate); l.up = f(up); l.down = f(down)
+        return l
     }
 
     var weightBytes: Int {

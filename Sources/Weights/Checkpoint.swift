@@ -99,7 +99,10 @@ public struct WeightReader: @unchecked Sendable {
 
     public func full(_ name: String) -> String { prefix + name }
 
-    public func contains(_ name: String) -> Bool { checkpoint.tensor(full(name)) != nil }
+    /// Whether `name` exists, as a float tensor or pre-quantized.
+    public func contains(_ name: String) -> Bool {
+        checkpoint.tensor(full(name)) != nil || checkpoint.tensor(full(name) + Self.quantizedValuesSuffix) != nil
+    }
 
     public func record(_ problem: String) { log.problems.append(problem) }
 
@@ -116,14 +119,43 @@ public struct WeightReader: @unchecked Sendable {
         return t
     }
 
-    /// A [rows, cols] float matrix (a [n] vector when rows is nil).
+    /// Suffixes of a pre-quantized matrix `name` (written by `minicpmo quantize`): block values
+    /// (I8 [rows, cols] for Q8_0, U8 [rows, cols/2] for Q4_0) and F16 block scales [rows, cols/32].
+    public static let quantizedValuesSuffix = ".qvalues"
+    public static let quantizedScalesSuffix = ".qscales"
+
+    /// A [rows, cols] matrix: a float tensor, or a pre-quantized pair of tensors.
     public func matrix(_ name: String, rows: Int, cols: Int) -> WeightMatrix {
+        if checkpoint.tensor(full(name)) == nil, let q = checkpoint.tensor(full(name) + Self.quantizedValuesSuffix) {
+            return quantizedMatrix(name, q, rows: rows, cols: cols)
+        }
         guard let t = view(name, shape: [rows, cols]) else { return Self.placeholder(rows, cols) }
         guard let m = try? t.matrix() else {
             record("tensor '\(full(name))' in \(t.file) has dtype \(t.dtype.rawValue), expected a float type")
             return Self.placeholder(rows, cols)
         }
         return m
+    }
+
+    private func quantizedMatrix(_ name: String, _ q: TensorView, rows: Int, cols: Int) -> WeightMatrix {
+        let format: WeightFormat
+        if q.dtype == .i8 && q.shape == [rows, cols] {
+            format = .q8_0
+        } else if q.dtype == .u8 && q.shape == [rows, cols / 2] {
+            format = .q4_0
+        } else {
+            record("quantized tensor '\(q.name)' in \(q.file) has \(q.dtype.rawValue) \(q.shape), expected I8 [\(rows), \(cols)] or U8 [\(rows), \(cols / 2)]")
+            return Self.placeholder(rows, cols)
+        }
+        guard cols % quantBlock == 0,
+              let s = view(name + Self.quantizedScalesSuffix, shape: [rows, cols / quantBlock]) else {
+            return Self.placeholder(rows, cols)
+        }
+        guard s.dtype == .f16 else {
+            record("tensor '\(s.name)' in \(s.file) has dtype \(s.dtype.rawValue), expected F16")
+            return Self.placeholder(rows, cols)
+        }
+        return WeightMatrix(rows: rows, cols: cols, format: format, data: q.data, scales: s.data, owner: q.owner)
     }
 
     /// A float vector widened to Float32 (norm weights, biases).
@@ -141,6 +173,16 @@ public struct WeightReader: @unchecked Sendable {
         if !log.problems.isEmpty {
             throw WeightsError.invalidCheckpoint(directory: checkpoint.directory, problems: log.problems)
         }
+    }
+
+    /// Drops the resident pages of a memory-mapped matrix that has been converted (e.g. quantized at
+    /// load), so that peak memory holds one copy of the weights, not two. Other matrices are untouched.
+    public static func evict(_ m: WeightMatrix) {
+        guard m.owner is MappedRegion, m.byteCount >= 1 << 16 else { return }
+        let page = Int(getpagesize())
+        let start = (Int(bitPattern: m.data) + page - 1) / page * page
+        let end = (Int(bitPattern: m.data) + m.format.rowBytes(m.cols) * m.rows) / page * page
+        if end > start { madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
     }
 
     /// Stands in for a missing weight until `validate()` throws; never read.

@@ -164,3 +164,34 @@ import Testing
         }
     }
 }
+
+@Suite struct ThreadPoolTests {
+    @Test func everyItemRunsOnceAcrossManyJobs() {
+        for n in [2, 3, 5, 17, 64] {
+            for _ in 0..<200 {
+                let hits = UnsafeMutablePointer<Int>.allocate(capacity: n)
+                hits.initialize(repeating: 0, count: n)
+                parallelFor(n) { hits[$0] += 1 }
+                #expect((0..<n).allSatisfy { hits[$0] == 1 })
+                hits.deallocate()
+            }
+        }
+    }
+
+    @Test func nestedAndConcurrentCallsComplete() async {
+        // a job submitted while the pool is busy (nested, or from another thread) still runs every item
+        await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    let out = UnsafeMutablePointer<Int>.allocate(capacity: 8 * 8)
+                    out.initialize(repeating: 0, count: 64)
+                    parallelFor(8) { i in parallelFor(8) { j in out[i * 8 + j] = 1 } }
+                    let s = (0..<64).reduce(0) { $0 + out[$1] }
+                    out.deallocate()
+                    return s
+                }
+            }
+            for await s in group { #expect(s == 64) }
+        }
+    }
+}

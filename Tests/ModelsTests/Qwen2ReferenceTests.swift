@@ -4,7 +4,7 @@ import Testing
 
 /// The Qwen2 forward pass against transformers' float32 outputs on the bf16 fixtures.
 @Suite struct Qwen2ReferenceTests {
-    static let models = ["tiny-qwen2", "tiny-minicpmo", "tiny-qwen2-gqa"]
+    static let models = ["tiny-qwen2", "tiny-minicpmo", "tiny-qwen2-gqa", "tiny-qwen2-quant"]
 
     @Test(arguments: models)
     func logitsAndHiddenMatchTransformers(name: String) throws {

@@ -37,6 +37,13 @@ TINY = {
     "tiny-qwen2-gqa": dict(kind="qwen2", vocab_size=512, hidden_size=96, intermediate_size=200,
                            num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2,
                            head_dim=40, tie_word_embeddings=False, shards=1, rope_parameters=True),
+    # every matrix dimension a multiple of 32, so all linear weights can be block-quantized; weights
+    # drawn with Qwen2's own initializer_range (0.02) — the 0.1 of the others makes a deliberately
+    # chaotic model that magnifies any arithmetic difference, which suits exactness tests but not a
+    # measure of quantization accuracy (there even a perfect 4-bit rounding moves the logits a lot)
+    "tiny-qwen2-quant": dict(kind="qwen2", vocab_size=640, hidden_size=128, intermediate_size=352,
+                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                             tie_word_embeddings=False, shards=1, initializer_range=0.02),
 }
 
 GEOMETRIES = {
@@ -81,10 +88,10 @@ QWEN2_CONFIG_KEYS = ["attention_dropout", "bos_token_id", "eos_token_id", "hidde
 
 def build_qwen2(spec, seed):
     torch.manual_seed(seed)
-    fields = {k: v for k, v in spec.items() if k not in ("kind", "shards", "rope_parameters")}
+    fields = {k: v for k, v in spec.items() if k not in ("kind", "shards", "rope_parameters", "initializer_range")}
     config = Qwen2Config(max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
                          hidden_act="silu", bos_token_id=151643, eos_token_id=151645,
-                         initializer_range=0.1, torch_dtype="bfloat16", **fields)
+                         initializer_range=spec.get("initializer_range", 0.1), torch_dtype="bfloat16", **fields)
     config._attn_implementation = "eager"
     model = Qwen2ForCausalLM(config).eval()
     # Random norm weights and biases too, so a wrong use of either shows.
@@ -229,6 +236,7 @@ def main():
 
     if args.geometry:
         spec = dict(GEOMETRIES[args.geometry], kind="qwen2", shards=1)
+        torch.set_default_dtype(torch.bfloat16)  # a 7B-wide model in float32 would need 2x the memory
         config, model = build_qwen2(spec, seed=1234)
         save_checkpoint(args.out, state_dict_for(model, spec), config_json(config, spec), 1)
         print(f"wrote {args.out}")

@@ -1,0 +1,72 @@
+import Foundation
+
+/// Memory read bandwidth and GEMV throughput: the ceilings decode is measured against.
+public enum KernelBenchmark {
+    /// Streaming read bandwidth in bytes/s over `bytes` of memory with the current thread count
+    /// (median of `repeats` passes, each a SIMD sum over every byte).
+    public static func memoryReadBandwidth(bytes: Int = 1 << 31, repeats: Int = 5) -> Double {
+        let count = bytes / 4
+        let buf = FloatBuffer(count: count)
+        defer { withExtendedLifetime(buf) {} }
+        let ranges = splitRange(count, parts: Threading.count, align: 64)
+        parallelFor(ranges.count) { p in  // touch every page first
+            for i in ranges[p] { buf.pointer[i] = 1 }
+        }
+        var samples: [Double] = []
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: ranges.count)
+        defer { partial.deallocate() }
+        for _ in 0..<repeats {
+            let t = Date()
+            parallelFor(ranges.count) { p in
+                let r = ranges[p]
+                var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+                let base = UnsafeRawPointer(buf.pointer + r.lowerBound)
+                var i = 0
+                let n = r.count
+                while i + 32 <= n {
+                    a0 += base.load(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+                    a1 += base.load(fromByteOffset: 4 * (i + 8), as: SIMD8<Float>.self)
+                    a2 += base.load(fromByteOffset: 4 * (i + 16), as: SIMD8<Float>.self)
+                    a3 += base.load(fromByteOffset: 4 * (i + 24), as: SIMD8<Float>.self)
+                    i += 32
+                }
+                partial[p] = (a0 + a1 + a2 + a3).sum()
+            }
+            samples.append(Double(bytes) / Date().timeIntervalSince(t))
+        }
+        return samples.sorted()[samples.count / 2]
+    }
+
+    /// Bytes of weights streamed per second by a [rows, cols] GEMV in `format` (median of `repeats`).
+    public static func gemvBandwidth(format: WeightFormat, rows: Int = 18944, cols: Int = 3584, repeats: Int = 20) -> Double {
+        var rng = Xoshiro256(seed: 1)
+        let values = (0..<(rows * cols)).map { _ in Float(Int(rng.next() % 2001) - 1000) / 1000 }
+        var w = WeightMatrix(rows: rows, cols: cols, values: values)
+        switch format {
+        case .q8_0, .q4_0: w = Quant.quantize(w, to: format)
+        case .bf16, .f16:
+            let halves = UnsafeMutablePointer<UInt16>.allocate(capacity: rows * cols)
+            for i in 0..<(rows * cols) {
+                halves[i] = format == .bf16 ? floatToBF16(values[i]) : Float16(values[i]).bitPattern
+            }
+            w = WeightMatrix(rows: rows, cols: cols, format: format, data: UnsafeRawPointer(halves), owner: FreeOnDeinit(halves))
+        case .f32: break
+        }
+        let x = FloatBuffer((0..<cols).map { _ in Float(Int(rng.next() % 2001) - 1000) / 1000 })
+        let y = FloatBuffer(count: rows)
+        var samples: [Double] = []
+        for _ in 0..<repeats {
+            let t = Date()
+            Linear.gemv(w, x.pointer, bias: nil, into: y.pointer)
+            samples.append(Double(w.byteCount) / Date().timeIntervalSince(t))
+        }
+        withExtendedLifetime((x, y)) {}
+        return samples.sorted()[samples.count / 2]
+    }
+}
+
+final class FreeOnDeinit: @unchecked Sendable {
+    let p: UnsafeMutablePointer<UInt16>
+    init(_ p: UnsafeMutablePointer<UInt16>) { self.p = p }
+    deinit { p.deallocate() }
+}

@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import MiniCPMO
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure prefill and decode speed, time to first token and memory on random tokens.")
+
+    @Option(name: .long, help: "Checkpoint directory (config.json + safetensors).")
+    var model: String?
+
+    @Option(name: .long, help: "Worker threads (default: all cores).")
+    var threads: Int?
+
+    @Option(name: .long, help: "Language-model weights: bf16 (as stored), q8 or q4 (quantized at load).")
+    var quant: QuantChoice = .bf16
+
+    @Flag(name: .long, help: "Instead of the model: memory read bandwidth and GEMV throughput per weight format.")
+    var kernels = false
+
+    @Option(name: .long, help: "Prompt length for the prefill test.")
+    var promptTokens: Int = 512
+
+    @Option(name: .long, help: "Tokens generated in the decode test.")
+    var genTokens: Int = 128
+
+    @Option(name: .long, help: "Repeats (medians are reported).")
+    var repeats: Int = 3
+
+    @Flag(name: .long, help: "Print one JSON object.")
+    var json = false
+
+    func validate() throws {
+        if model == nil && !kernels { throw ValidationError("--model is required (or --kernels)") }
+        if promptTokens < 1 || genTokens < 0 || repeats < 1 { throw ValidationError("need --prompt-tokens ≥ 1, --gen-tokens ≥ 0, --repeats ≥ 1") }
+    }
+
+    func run() throws {
+        if kernels {
+            if let threads { Threading.count = threads }
+            writeOut(String(format: "memory read bandwidth  %.1f GB/s (%d threads)\n", KernelBenchmark.memoryReadBandwidth() / 1e9, Threading.count))
+            for (rows, cols) in [(18944, 3584), (4864, 896)] {
+                for f in [WeightFormat.f32, .bf16, .f16, .q8_0, .q4_0] {
+                    let bw = KernelBenchmark.gemvBandwidth(format: f, rows: rows, cols: cols)
+                    writeOut(String(format: "gemv %dx%d %-5@ %.1f GB/s of weights\n", rows, cols, f.rawValue, bw / 1e9))
+                }
+            }
+            return
+        }
+        let loaded = ModelOptions(model: model!, threads: threads, quant: quant).load()
+        do {
+            let r = try Benchmark.run(loaded, promptTokens: promptTokens, genTokens: genTokens, repeats: repeats,
+                                      progress: note)
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                writeOut(String(decoding: try enc.encode(r), as: UTF8.self) + "\n")
+            } else {
+                writeOut(String(format: """
+                    model        %@ (%@ weights, %d threads)
+                    prefill      %.2f tok/s (pp%d, median of %d)
+                    decode       %.2f tok/s (tg%d), %.1f GB/s of weights
+                    first token  %.3f s
+                    weights      %.3f GB, KV cache %.1f MB, peak RSS %.3f GB
+
+                    """, r.model, r.weights, r.threads, r.prefillTokensPerSecond, r.promptTokens, r.repeats,
+                    r.decodeTokensPerSecond, r.genTokens,
+                    r.decodeTokensPerSecond * Double(r.decodeBytesPerToken) / 1e9, r.timeToFirstTokenSeconds, Double(r.weightBytes) / 1e9,
+                    Double(r.kvCacheBytes) / 1e6, Double(r.peakRSSBytes) / 1e9))
+            }
+        } catch {
+            fail(error, code: 1)
+        }
+    }
+}

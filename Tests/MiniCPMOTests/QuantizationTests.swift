@@ -1,0 +1,69 @@
+import Foundation
+import Testing
+@testable import MiniCPMO
+
+@Suite struct QuantizationTests {
+    let dir = modelDir("tiny-qwen2-quant")
+
+    func logits(_ m: MiniCPMOModel, _ ids: [Int]) throws -> [Float] {
+        let s = LanguageSession(model: m.llm)
+        let h = try m.llm.forward(try m.llm.embed(ids), tokens: ids.count, cache: s.cache)
+        return m.llm.logits(h, rows: 0..<ids.count).array
+    }
+
+    var ids: [Int] { (0..<64).map { ($0 * 131 + 7) % 640 } }
+
+    /// Block-quantized weights keep the logits of the float model (prefill through dequantized
+    /// GEMM tiles, decode through the integer GEMV).
+    @Test(arguments: [(WeightFormat.q8_0, 0.999), (.q4_0, 0.98)])
+    func quantizedLogitsTrackFloat(format: WeightFormat, bar: Double) throws {
+        let ref = try logits(try MiniCPMOModel(directory: dir), ids)
+        let q = try MiniCPMOModel(directory: dir, quantize: format)
+        #expect(q.llm.layers.allSatisfy { $0.linearWeights.allSatisfy { $0.format == format } })
+        #expect(q.llm.lmHead.format == format)
+        let prefill = try logits(q, ids)
+        #expect(pcc(prefill, ref) >= bar, "\(format) prefill PCC \(pcc(prefill, ref))")
+        // decode path: token by token
+        let s = LanguageSession(model: q.llm)
+        var stepwise: [Float] = []
+        for id in ids { stepwise += try s.step(id) }
+        #expect(pcc(stepwise, ref) >= bar, "\(format) decode PCC \(pcc(stepwise, ref))")
+    }
+
+    @Test(arguments: [WeightFormat.q8_0, .q4_0])
+    func quantizedCheckpointLoadsAsWritten(format: WeightFormat) throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("quantized-\(format)-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: out)
+        let summary = try CheckpointQuantizer.run(model: dir, format: format, output: out)
+        #expect(summary.quantizedTensors == 2 * 7 + 1)
+        #expect(summary.bytesOut < summary.bytesIn)
+        let loaded = try MiniCPMOModel(directory: out)
+        #expect(loaded.llm.lmHead.format == format && loaded.llm.layers[1].linearWeights.allSatisfy { $0.format == format })
+        // bit-identical to quantizing at load
+        #expect(try logits(loaded, ids) == logits(try MiniCPMOModel(directory: dir, quantize: format), ids))
+        // nothing is overwritten: a second run into the same folder is refused, and so is the source folder
+        #expect(throws: QuantizeError.self) { try CheckpointQuantizer.run(model: dir, format: format, output: out) }
+        #expect(throws: QuantizeError.self) { try CheckpointQuantizer.run(model: dir, format: format, output: dir) }
+    }
+
+    @Test func quantizedMiniCPMOKeepsLayoutAndTokenizer() throws {
+        // tiny-minicpmo's 16-wide matrices cannot be blocked: they stay bf16, the copy still loads and generates
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("quantized-minicpmo-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: out)
+        _ = try CheckpointQuantizer.run(model: modelDir("tiny-minicpmo"), format: .q8_0, output: out)
+        let m = try MiniCPMOModel(directory: out)
+        #expect(m.config.kind == .minicpmo)
+        let gen = try m.textGenerator()
+        let r = try gen.generate(prompt: gen.tokenizer.encode("Hi"), session: LanguageSession(model: m.llm),
+                                 options: GenerationOptions(sampling: .greedy, maxTokens: 3))
+        #expect(r.tokenIds.count == 3)
+    }
+
+    @Test func benchmarkReportsEveryField() throws {
+        let r = try Benchmark.run(try MiniCPMOModel(directory: dir, quantize: .q8_0), promptTokens: 12, genTokens: 4, repeats: 2)
+        #expect(r.prefillSamples.count == 2 && r.decodeSamples.count == 2)
+        #expect(r.prefillTokensPerSecond > 0 && r.decodeTokensPerSecond > 0 && r.timeToFirstTokenSeconds > 0)
+        #expect(r.weights == "q8_0" && r.weightBytes > 0 && r.kvCacheBytes > 0 && r.peakRSSBytes > r.weightBytes)
+        #expect(r.decodeBytesPerToken < r.weightBytes)
+    }
+}
