@@ -130,3 +130,45 @@ void ck_gemv_q4_0(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t 
 #endif
     }
 }
+
+void ck_dequantize_q8_0(const int8_t *q, const uint16_t *d, int rows, int cols, float *out) {
+    const long nb = (long)rows * (cols / 32);
+    for (long b = 0; b < nb; b++) {
+        const float s = f16_to_f32(d[b]);
+        const int8_t *qb = q + 32 * b;
+        float *o = out + 32 * b;
+#ifdef CK_AVX2
+        const __m256 sv = _mm256_set1_ps(s);
+        for (int i = 0; i < 32; i += 8) {
+            __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qb + i))));
+            _mm256_storeu_ps(o + i, _mm256_mul_ps(v, sv));
+        }
+#else
+        for (int i = 0; i < 32; i++) o[i] = (float)qb[i] * s;
+#endif
+    }
+}
+
+void ck_dequantize_q4_0(const uint8_t *q, const uint16_t *d, int rows, int cols, float *out) {
+    const long nb = (long)rows * (cols / 32);
+    for (long b = 0; b < nb; b++) {
+        const float s = f16_to_f32(d[b]);
+        const uint8_t *qb = q + 16 * b;
+        float *o = out + 32 * b;
+#ifdef CK_AVX2
+        const __m256 sv = _mm256_set1_ps(s);
+        const __m128i p = _mm_loadu_si128((const __m128i *)qb), m = _mm_set1_epi8(0x0F);
+        const __m128i lo = _mm_sub_epi8(_mm_and_si128(p, m), _mm_set1_epi8(8));
+        const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(p, 4), m), _mm_set1_epi8(8));
+        _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), sv));
+        _mm256_storeu_ps(o + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), sv));
+        _mm256_storeu_ps(o + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), sv));
+        _mm256_storeu_ps(o + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), sv));
+#else
+        for (int i = 0; i < 16; i++) {
+            o[i] = (float)((int)(qb[i] & 0x0F) - 8) * s;
+            o[i + 16] = (float)((int)(qb[i] >> 4) - 8) * s;
+        }
+#endif
+    }
+}

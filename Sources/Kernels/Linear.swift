@@ -10,7 +10,7 @@ import CBLAS
 /// work runs at BLAS speed without ever holding a float32 copy of a half-precision checkpoint.
 public enum Linear {
     /// Rows of W widened per SGEMM call: big enough for BLAS efficiency, small enough for L2.
-    static let tileRows = 64
+    static let tileRows = 256
 
     /// x: [tokens, W.cols] → y: [tokens, W.rows]; bias: W.rows floats or nil.
     public static func forward(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix,

@@ -59,6 +59,21 @@ public enum Quant {
         }
     }
 
+    /// Rows lo..<hi to floats (SIMD in CKernels; `dequantizeRow` is its naive twin).
+    public static func dequantizeRows(_ w: WeightMatrix, _ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        #if canImport(CKernels)
+        let s = (w.scales! + range.lowerBound * w.format.scaleRowBytes(w.cols)).assumingMemoryBound(to: UInt16.self)
+        let v = w.row(range.lowerBound)
+        if w.format == .q8_0 {
+            ck_dequantize_q8_0(v.assumingMemoryBound(to: Int8.self), s, Int32(range.count), Int32(w.cols), out)
+        } else {
+            ck_dequantize_q4_0(v.assumingMemoryBound(to: UInt8.self), s, Int32(range.count), Int32(w.cols), out)
+        }
+        #else
+        for (i, r) in range.enumerated() { dequantizeRow(w, r, into: out + i * w.cols) }
+        #endif
+    }
+
     public static func dequantizeRow(_ w: WeightMatrix, _ r: Int, into out: UnsafeMutablePointer<Float>) {
         let nb = w.cols / quantBlock
         let s = (w.scales! + r * w.format.scaleRowBytes(w.cols)).assumingMemoryBound(to: UInt16.self)

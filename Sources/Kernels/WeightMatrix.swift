@@ -74,9 +74,7 @@ public struct WeightMatrix: @unchecked Sendable {
     /// Widens (dequantizes) rows lo..<hi into `out` ((hi-lo)*cols floats).
     public func readRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         if format.isQuantized {
-            for (i, r) in range.enumerated() {
-                Quant.dequantizeRow(self, r, into: out + i * cols)
-            }
+            Quant.dequantizeRows(self, range, into: out)
         } else {
             convertToFloat(row(range.lowerBound), format: format, count: range.count * cols, into: out)
         }

@@ -38,6 +38,23 @@ import Testing
         }
     }
 
+    /// The SIMD block dequantizer against its scalar twin.
+    @Test(arguments: [WeightFormat.q8_0, .q4_0])
+    func dequantizeRowsMatchesNaive(format: WeightFormat) {
+        var rng = SeededRNG(seed: 25)
+        for (r, c) in Self.shapes {
+            let w = Quant.quantize(WeightMatrix(rows: r, cols: c, values: rng.floats(r * c)), to: format)
+            let lo = r / 3
+            var fast = [Float](repeating: .nan, count: (r - lo) * c)
+            Quant.dequantizeRows(w, lo..<r, into: &fast)
+            var naive = [Float](repeating: .nan, count: c)
+            for row in lo..<r {
+                Quant.dequantizeRow(w, row, into: &naive)
+                #expect(Array(fast[((row - lo) * c)..<((row - lo + 1) * c)]) == naive, "\(format) row \(row) of \(r)x\(c)")
+            }
+        }
+    }
+
     @Test(arguments: [WeightFormat.q8_0, .q4_0])
     func roundTripErrorIsWithinHalfAStep(format: WeightFormat) {
         var rng = SeededRNG(seed: 23)

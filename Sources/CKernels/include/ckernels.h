@@ -23,6 +23,11 @@ void ck_gemv_q8_0(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *
 void ck_gemv_q4_0(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
                   float *y, int r0, int r1);
 
+/// Dequantizes `rows` consecutive rows (cols % 32 == 0) to floats: Q8_0 (values int8) or Q4_0
+/// (values packed nibbles), with f16 block scales.
+void ck_dequantize_q8_0(const int8_t *q, const uint16_t *d, int rows, int cols, float *out);
+void ck_dequantize_q4_0(const uint8_t *q, const uint16_t *d, int rows, int cols, float *out);
+
 #ifdef __cplusplus
 }
 #endif
