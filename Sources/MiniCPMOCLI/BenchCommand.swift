@@ -16,6 +16,9 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Language-model weights: bf16 (as stored), q8 or q4 (quantized at load).")
     var quant: QuantChoice = .bf16
 
+    @Option(name: .long, help: "Prefill arithmetic: f32 (exact) or bf16 (AVX512_BF16 dot products).")
+    var prefillPrecision: Linear.PrefillPrecision = .f32
+
     @Flag(name: .long, help: "Instead of the model: memory read bandwidth and GEMV throughput per weight format.")
     var kernels = false
 
@@ -48,7 +51,7 @@ struct BenchCommand: ParsableCommand {
             }
             return
         }
-        let loaded = ModelOptions(model: model!, threads: threads, quant: quant).load()
+        let loaded = ModelOptions(model: model!, threads: threads, quant: quant, prefillPrecision: prefillPrecision).load()
         do {
             let r = try Benchmark.run(loaded, promptTokens: promptTokens, genTokens: genTokens, repeats: repeats,
                                       progress: note)

@@ -32,16 +32,21 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Language-model weights: bf16 (as stored), q8 or q4 (quantized at load).")
     var quant: QuantChoice = .bf16
 
+    @Option(name: .long, help: "Prefill arithmetic: f32 (exact, default) or bf16 (bfloat16 activations, AVX512_BF16 dot products, ~2x faster where available).")
+    var prefillPrecision: Linear.PrefillPrecision = .f32
+
     init() {}
 
-    init(model: String, threads: Int?, quant: QuantChoice) {
+    init(model: String, threads: Int?, quant: QuantChoice, prefillPrecision: Linear.PrefillPrecision) {
         self.model = model
         self.threads = threads
         self.quant = quant
+        self.prefillPrecision = prefillPrecision
     }
 
     func load(quiet: Bool = false) -> MiniCPMOModel {
         if let threads { Threading.count = threads }
+        Linear.prefillPrecision = prefillPrecision
         do {
             return try MiniCPMOModel(directory: model, quantize: quant.format, progress: { if !quiet { note($0) } })
         } catch {
@@ -81,3 +86,5 @@ struct ProbeCommand: ParsableCommand {
         }
     }
 }
+
+extension Linear.PrefillPrecision: ExpressibleByArgument {}

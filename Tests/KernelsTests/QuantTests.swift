@@ -94,3 +94,24 @@ import Testing
         #expect(relErr(one, Array(exact[r..<(2 * r)])) < 0.02)
     }
 }
+
+/// The bfloat16-dot prefill path against a naive product of the same bf16-rounded operands.
+@Suite struct BF16PrefillTests {
+    @Test(arguments: [WeightFormat.bf16, .f32, .q8_0])
+    func matchesNaiveOnRoundedOperands(format: WeightFormat) throws {
+        try #require(BF16Dot.available, "this CPU has no AVX512_BF16; the f32 path is used instead")
+        var rng = SeededRNG(seed: 31)
+        let shapes = [(1, 1, 32), (3, 7, 33), (4, 6, 64), (5, 13, 100), (9, 30, 96), (64, 64, 128), (70, 37, 320), (2, 600, 64)]
+            + (0..<16).map { _ in (rng.int(1...80), rng.int(1...90), 32 * rng.int(1...12)) }
+        for (t, r, c) in shapes where !format.isQuantized || c % quantBlock == 0 {
+            let (w, exact) = weight(rng.floats(r * c), rows: r, cols: c, format: format)
+            let x = rng.floats(t * c, scale: 2)
+            var y = [Float](repeating: .nan, count: t * r)
+            let bias = rng.floats(r)
+            BF16Dot.gemm(x, tokens: t, weight: w, bias: bias, into: &y)
+            let xr = x.map { bf16ToFloat(floatToBF16($0)) }, wr = exact.map { bf16ToFloat(floatToBF16($0)) }
+            let ref = Naive.linear(xr, tokens: t, weight: WeightMatrix(rows: r, cols: c, values: wr), bias: bias)
+            #expect(relErr(y, ref) < 1e-5, "\(format) \(t)x\(r)x\(c)")
+        }
+    }
+}

@@ -67,3 +67,18 @@ import Testing
         #expect(r.decodeBytesPerToken < r.weightBytes)
     }
 }
+
+@Suite struct PrefillPrecisionTests {
+    /// bf16-activation prefill stays close to the exact float32 logits.
+    @Test func bf16PrefillTracksFloat32() throws {
+        let m = try MiniCPMOModel(directory: modelDir("tiny-qwen2-quant"))
+        let ids = (0..<64).map { ($0 * 37 + 3) % 640 }
+        func run() throws -> [Float] {
+            let s = LanguageSession(model: m.llm)
+            return m.llm.logits(try m.llm.forward(try m.llm.embed(ids), tokens: 64, cache: s.cache), rows: 0..<64).array
+        }
+        let exact = try run()
+        let fast = try Linear.$prefillPrecisionOverride.withValue(.bf16) { try run() }
+        #expect(pcc(fast, exact) >= 0.9999, "PCC \(pcc(fast, exact))")
+    }
+}

@@ -73,9 +73,14 @@ def llama_bench(gguf, threads, args):
 
 
 def ours(d, quant, threads, args):
-    r = json.loads(sh([BIN, "bench", "--model", d, "--quant", quant, "--threads", threads, "--prompt-tokens",
-                       args.prompt_tokens, "--gen-tokens", args.gen_tokens, "--repeats", args.repeats, "--json"]))
-    return {"prefill": r["prefill_tokens_per_second"], "decode": r["decode_tokens_per_second"],
+    common = [BIN, "bench", "--model", d, "--quant", quant, "--threads", threads, "--prompt-tokens", args.prompt_tokens,
+              "--repeats", args.repeats, "--json"]
+    # main run: bf16-activation prefill (as llama.cpp's F16 path rounds activations to f16), then decode
+    r = json.loads(sh(common + ["--gen-tokens", args.gen_tokens, "--prefill-precision", "bf16"]))
+    # the exact float32 prefill, for reference
+    exact = json.loads(sh(common + ["--gen-tokens", 0, "--prefill-precision", "f32"]))
+    return {"prefill": r["prefill_tokens_per_second"], "prefill_f32": exact["prefill_tokens_per_second"],
+            "decode": r["decode_tokens_per_second"],
             "weight_bytes": r["weight_bytes"], "kv_cache_bytes": r["kv_cache_bytes"], "peak_rss": r["peak_rss_bytes"],
             "ttft": r["time_to_first_token_seconds"], "streamed_bytes": r["decode_bytes_per_token"]}
 
@@ -140,9 +145,9 @@ def cpu_name():
 
 
 def markdown(res):
-    lines = ["| model | format | threads | ours pp | llama.cpp pp | ratio | ours tg | llama.cpp tg | ratio | "
-             "ours tg GB/s (% of bandwidth) | ours peak RSS / (weights + KV) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | format | threads | ours pp (bf16 act.) | ours pp (f32) | llama.cpp pp | ratio | ours tg | "
+             "llama.cpp tg | ratio | ours tg GB/s (% of bandwidth) | peak RSS / (weights + KV) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["runs"]:
         if "ours" not in r:
             continue
@@ -151,7 +156,7 @@ def markdown(res):
         streamed = o.get("streamed_bytes")
         frac = f"{o['decode'] * streamed / 1e9:.1f} ({100 * o['decode'] * streamed / bw:.0f}%)" if streamed else "-"
         rss = o["peak_rss"] / (o["weight_bytes"] + o["kv_cache_bytes"])
-        lines.append(f"| {r['model']} | {r['format']} | {r['threads']} | {o['prefill']:.1f} | {l['prefill']:.1f} | "
+        lines.append(f"| {r['model']} | {r['format']} | {r['threads']} | {o['prefill']:.1f} | {o['prefill_f32']:.1f} | {l['prefill']:.1f} | "
                      f"{o['prefill'] / l['prefill']:.2f} | {o['decode']:.2f} | {l['decode']:.2f} | "
                      f"{o['decode'] / l['decode']:.2f} | {frac} | {rss:.2f} |")
     lines += ["", "| model | threads | PyTorch fp32 pp | PyTorch fp32 tg |", "|---|---|---|---|"]

@@ -28,6 +28,13 @@ void ck_gemv_q4_0(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t 
 void ck_dequantize_q8_0(const int8_t *q, const uint16_t *d, int rows, int cols, float *out);
 void ck_dequantize_q4_0(const uint8_t *q, const uint16_t *d, int rows, int cols, float *out);
 
+/// Whether this CPU has AVX512_BF16 (ck_bf16_gemm's instruction).
+int ck_bf16_gemm_available(void);
+
+/// c[t, r] = Σ_k x[t, k] · w[r, k] for t < m, r0 ≤ r < r1 (c row stride ldc); x and w are bf16 bit
+/// patterns, rows of k; products accumulate in float32.
+void ck_bf16_gemm(const uint16_t *x, int m, int k, const uint16_t *w, int r0, int r1, float *c, int ldc);
+
 #ifdef __cplusplus
 }
 #endif
