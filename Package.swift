@@ -47,8 +47,9 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
         .testTarget(name: "WeightsTests", dependencies: ["Weights"], swiftSettings: fastMath),
         .testTarget(name: "TextTests", dependencies: ["Text", "CZlib"], swiftSettings: fastMath),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "MiniCPMO"], swiftSettings: fastMath),
-        .testTarget(name: "MiniCPMOTests", dependencies: ["MiniCPMO"], swiftSettings: fastMath),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "MiniCPMO", "TestSupport"], swiftSettings: fastMath),
+        .testTarget(name: "MiniCPMOTests", dependencies: ["MiniCPMO", "TestSupport"], swiftSettings: fastMath),
         .testTarget(name: "CLITests", dependencies: ["Weights", "MiniCPMOCLI"], swiftSettings: fastMath),
     ]
 )

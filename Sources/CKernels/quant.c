@@ -83,49 +83,84 @@ void ck_gemv_q8_0(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *
     }
 }
 
-void ck_gemv_q4_0(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
-                  float *y, int r0, int r1) {
+void ck_prepare_q4_activations(const int8_t *xq, int cols, int8_t *xp, int32_t *xs) {
     const int nb = cols / 32;
+    for (int pair = 0; pair < nb / 2; pair++) {
+        const int8_t *x0 = xq + 64 * pair, *x1 = x0 + 32;
+        int8_t *o = xp + 64 * pair;
+        memcpy(o, x0, 16); memcpy(o + 16, x1, 16); memcpy(o + 32, x0 + 16, 16); memcpy(o + 48, x1 + 16, 16);
+        // lane l of the kernel's int32 result covers bytes 4l..4l+3 of both halves
+        for (int l = 0; l < 8; l++) {
+            int sum = 0;
+            for (int i = 0; i < 4; i++) sum += o[4 * l + i] + o[32 + 4 * l + i];
+            xs[8 * pair + l] = 8 * sum;
+        }
+    }
+}
+
+// The last block of an odd count, in scalar code.
+static inline float q4_block_scalar(const uint8_t *w, const int8_t *x) {
+    int acc = 0;
+    for (int i = 0; i < 16; i++) {
+        acc += ((int)(w[i] & 0x0F) - 8) * (int)x[i];
+        acc += ((int)(w[i] >> 4) - 8) * (int)x[16 + i];
+    }
+    return (float)acc;
+}
+
+void ck_gemv_q4_0(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                  const int8_t *xp, const int32_t *xs, float *y, int r0, int r1) {
+    const int nb = cols / 32, npairs = nb / 2;
     for (int r = r0; r < r1; r++) {
         const uint8_t *w = wq + (long)r * (cols / 2);
         const uint16_t *s = wd + (long)r * nb;
+        float tail = 0;
+        if (nb & 1) tail = f16_to_f32(s[nb - 1]) * xd[nb - 1] * q4_block_scalar(w + 16 * (nb - 1), xq + 32 * (nb - 1));
 #ifdef CK_AVX2
-        const __m256i low = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+        // Nibbles are unsigned (0..15): maddubs(q, x) needs no sign trick, and the −8 offset is
+        // taken off afterwards as 8·Σx, precomputed per lane in xs. x is pre-permuted (xp) so that
+        // the low/high nibbles of two packed blocks meet their x values without shuffles.
+        const __m256i mask = _mm256_set1_epi8(0x0F);
+        const __m256i ones = _mm256_set1_epi16(1);
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-        int b = 0;
-        for (; b + 1 < nb; b += 2) {
-            // two blocks: 32 packed bytes → 64 nibbles
-            __m256i packed = _mm256_loadu_si256((const __m256i *)(w + 16 * b));
-            __m256i lo = _mm256_and_si256(packed, low);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
-            // block b: lo[0:16] | hi[0:16]; block b+1: lo[16:32] | hi[16:32]
-            __m256i a0 = _mm256_sub_epi8(_mm256_permute2x128_si256(lo, hi, 0x20), eight);
-            __m256i a1 = _mm256_sub_epi8(_mm256_permute2x128_si256(lo, hi, 0x31), eight);
-            __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
-            __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + 32 * b + 32));
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(s[b]) * xd[b]), dot32(a0, x0), acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(s[b + 1]) * xd[b + 1]), dot32(a1, x1), acc1);
-        }
-        for (; b < nb; b++) {
-            __m128i p = _mm_loadu_si128((const __m128i *)(w + 16 * b));
-            __m128i lo = _mm_and_si128(p, _mm_set1_epi8(0x0F));
-            __m128i hi = _mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(0x0F));
-            __m256i a0 = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
-            __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(s[b]) * xd[b]), dot32(a0, x0), acc0);
-        }
-        y[r] = hsum(_mm256_add_ps(acc0, acc1));
-#else
-        float sum = 0;
-        for (int b = 0; b < nb; b++) {
-            int acc = 0;
-            for (int i = 0; i < 16; i++) {
-                uint8_t v = w[16 * b + i];
-                acc += ((int)(v & 0x0F) - 8) * (int)xq[32 * b + i];
-                acc += ((int)(v >> 4) - 8) * (int)xq[32 * b + 16 + i];
+        int pair = 0;
+        for (; pair + 4 <= npairs; pair += 4) {
+            // scales of 8 blocks at once: d_w (f16) · d_x
+            __m256 sc = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + 2 * pair))),
+                                      _mm256_loadu_ps(xd + 2 * pair));
+            for (int j = 0; j < 4; j++) {
+                const int p = pair + j;
+                __m256i packed = _mm256_loadu_si256((const __m256i *)(w + 32 * p));
+                __m256i lo = _mm256_and_si256(packed, mask);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
+                __m256i xl = _mm256_loadu_si256((const __m256i *)(xp + 64 * p));
+                __m256i xh = _mm256_loadu_si256((const __m256i *)(xp + 64 * p + 32));
+                __m256i d16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh));
+                __m256i d32 = _mm256_sub_epi32(_mm256_madd_epi16(d16, ones),
+                                               _mm256_loadu_si256((const __m256i *)(xs + 8 * p)));
+                const __m256i idx = _mm256_setr_epi32(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1);
+                __m256 sv = _mm256_permutevar8x32_ps(sc, idx);
+                if (j & 1) acc1 = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(d32), acc1);
+                else acc0 = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(d32), acc0);
             }
-            sum += f16_to_f32(s[b]) * xd[b] * (float)acc;
         }
+        for (; pair < npairs; pair++) {
+            __m256i packed = _mm256_loadu_si256((const __m256i *)(w + 32 * pair));
+            __m256i lo = _mm256_and_si256(packed, mask);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
+            __m256i xl = _mm256_loadu_si256((const __m256i *)(xp + 64 * pair));
+            __m256i xh = _mm256_loadu_si256((const __m256i *)(xp + 64 * pair + 32));
+            __m256i d16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh));
+            __m256i d32 = _mm256_sub_epi32(_mm256_madd_epi16(d16, ones), _mm256_loadu_si256((const __m256i *)(xs + 8 * pair)));
+            float s0 = f16_to_f32(s[2 * pair]) * xd[2 * pair], s1 = f16_to_f32(s[2 * pair + 1]) * xd[2 * pair + 1];
+            __m256 sv = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
+            acc0 = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(d32), acc0);
+        }
+        y[r] = hsum(_mm256_add_ps(acc0, acc1)) + tail;
+#else
+        (void)xp; (void)xs;
+        float sum = tail;
+        for (int b = 0; b < 2 * npairs; b++) sum += f16_to_f32(s[b]) * xd[b] * q4_block_scalar(w + 16 * b, xq + 32 * b);
         y[r] = sum;
 #endif
     }

@@ -101,8 +101,13 @@ public enum Quant {
         let cols = w.cols, nb = cols / quantBlock
         let xq = UnsafeMutablePointer<Int8>.allocate(capacity: cols)
         let xd = UnsafeMutablePointer<Float>.allocate(capacity: nb)
-        defer { xq.deallocate(); xd.deallocate() }
+        let xp = UnsafeMutablePointer<Int8>.allocate(capacity: cols)
+        let xs = UnsafeMutablePointer<Int32>.allocate(capacity: max(cols / 8, 1))
+        defer { xq.deallocate(); xd.deallocate(); xp.deallocate(); xs.deallocate() }
         quantizeActivations(x, cols, xq, xd)
+        #if canImport(CKernels)
+        if w.format == .q4_0 { ck_prepare_q4_activations(xq, Int32(cols), xp, xs) }
+        #endif
         let ranges = splitRange(w.rows, parts: w.rows * cols >= 1 << 15 ? Threading.count : 1, align: 8)
         let scales = w.scales!.assumingMemoryBound(to: UInt16.self)
         parallelFor(ranges.count) { part in
@@ -112,7 +117,7 @@ public enum Quant {
                 ck_gemv_q8_0(w.data.assumingMemoryBound(to: Int8.self), scales, Int32(cols), xq, xd, y,
                              Int32(r.lowerBound), Int32(r.upperBound))
             } else {
-                ck_gemv_q4_0(w.data.assumingMemoryBound(to: UInt8.self), scales, Int32(cols), xq, xd, y,
+                ck_gemv_q4_0(w.data.assumingMemoryBound(to: UInt8.self), scales, Int32(cols), xq, xd, xp, xs, y,
                              Int32(r.lowerBound), Int32(r.upperBound))
             }
             #else

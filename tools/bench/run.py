@@ -108,6 +108,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", default=",".join(MODELS))
     ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--formats", default=",".join(t for _, t in FORMATS), help="llama.cpp type names to run")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmark-results.json"))
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
@@ -121,6 +122,8 @@ def main():
         ggufs = gguf_files(d, args)
         for t in threads:
             for quant, ltype in FORMATS:
+                if ltype not in args.formats.split(","):
+                    continue
                 row = {"model": name, "threads": t, "format": ltype, "ours": ours(d, quant, t, args),
                        "llama": llama_bench(ggufs[ltype], t, args)}
                 results["runs"].append(row)

@@ -7,7 +7,7 @@ tiktoken -> HF conversion: merges are recovered by replaying BPE on each token's
 Qwen2.5's added tokens, check it with `tokenizers`, and record what `tokenizers` produces for a
 seeded corpus. Everything is deterministic: the same pinned packages give byte-identical files.
 
-    /root/refvenv/bin/python tools/reference/tokenizer.py     # writes Tests/Fixtures/tokenizer
+    python tools/reference/tokenizer.py     # writes Tests/Fixtures/tokenizer
 
 Outputs (under Tests/Fixtures/tokenizer):
     qwen2/tokenizer.json.gz           full HF tokenizer (gzip, mtime 0)

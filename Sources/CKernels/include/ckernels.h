@@ -18,10 +18,15 @@ void ck_quantize_q8_blocks(const float *x, int n, int8_t *q, float *d);
 void ck_gemv_q8_0(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
                   float *y, int r0, int r1);
 
+/// Rearranges quantized activations for ck_gemv_q4_0, once per product: xp (cols bytes) holds each
+/// pair of blocks as [x0[0:16] x1[0:16] x0[16:32] x1[16:32]]; xs (cols/8 int32) holds 8 × the sums
+/// of x that each int32 lane of the kernel covers, to remove the nibbles' +8 offset.
+void ck_prepare_q4_activations(const int8_t *xq, int cols, int8_t *xp, int32_t *xs);
+
 /// Q4_0 weights: per block of 32, 16 bytes whose low nibbles are elements 0..15 and high nibbles
 /// elements 16..31, value = (nibble − 8) · d; wq uint8 [rows, cols/2], wd f16 bits [rows, cols/32].
 void ck_gemv_q4_0(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
-                  float *y, int r0, int r1);
+                  const int8_t *xp, const int32_t *xs, float *y, int r0, int r1);
 
 /// Dequantizes `rows` consecutive rows (cols % 32 == 0) to floats: Q8_0 (values int8) or Q4_0
 /// (values packed nibbles), with f16 block scales.
