@@ -46,7 +46,7 @@ public enum Linear {
             Quant.gemv(w, x, bias: bias, into: y)
             return
         }
-        let ranges = splitRange(w.rows, parts: w.rows * w.cols >= 1 << 16 ? Threading.count : 1, align: 4)
+        let ranges = splitRange(w.rows, parts: w.rows * w.cols >= 1 << 16 ? Threading.count * 4 : 1, align: 4)
         parallelFor(ranges.count) { part in
             let r = ranges[part]
             switch w.format {

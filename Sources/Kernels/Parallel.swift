@@ -16,7 +16,8 @@ public enum Threading {
 ///
 /// A decode step is hundreds of short parallel kernels, so the pool's workers spin briefly between
 /// jobs instead of sleeping: waking a sleeping thread costs tens of microseconds, a GEMV of a small
-/// matrix not much more. Items are dealt round-robin (item i to participant i mod threads).
+/// matrix not much more. Items are claimed one by one from a shared counter, so a core slowed by
+/// other work takes fewer of them.
 @inline(__always)
 public func parallelFor(_ n: Int, _ body: (Int) -> Void) {
     if n <= 0 { return }
@@ -47,6 +48,7 @@ public func splitRange(_ total: Int, parts: Int, align: Int = 1) -> [Range<Int>]
 final class ThreadPool: @unchecked Sendable {
     let size: Int
     private let generation = Atomic<Int>(0)
+    private let next = Atomic<Int>(0)
     private let finished = Atomic<Int>(0)
     private let sleepers = Atomic<Int>(0)
     private let busy = Atomic<Bool>(false)
@@ -91,13 +93,13 @@ final class ThreadPool: @unchecked Sendable {
         withoutActuallyEscaping(body) { b in
             job = b
             count = n
+            next.store(0, ordering: .relaxed)
             finished.store(0, ordering: .relaxed)
             generation.add(1, ordering: .sequentiallyConsistent)
             if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
                 condition.lock(); condition.broadcast(); condition.unlock()
             }
-            var i = 0
-            while i < n { b(i); i += size }
+            claim(b, n)
             while finished.load(ordering: .acquiring) < size - 1 {}
             job = nil
         }
@@ -129,9 +131,16 @@ final class ThreadPool: @unchecked Sendable {
     @inline(never)
     private func execute(_ w: Int) {
         guard let b = job else { return }
-        let n = count
-        var i = w
-        while i < n { b(i); i += size }
+        claim(b, count)
+    }
+
+    @inline(__always)
+    private func claim(_ b: (Int) -> Void, _ n: Int) {
+        while true {
+            let i = next.add(1, ordering: .relaxed).oldValue
+            if i >= n { return }
+            b(i)
+        }
     }
 
     private func sleep(until seen: Int) {

@@ -108,7 +108,7 @@ public enum Quant {
         #if canImport(CKernels)
         if w.format == .q4_0 { ck_prepare_q4_activations(xq, Int32(cols), xp, xs) }
         #endif
-        let ranges = splitRange(w.rows, parts: w.rows * cols >= 1 << 15 ? Threading.count : 1, align: 8)
+        let ranges = splitRange(w.rows, parts: w.rows * cols >= 1 << 15 ? Threading.count * 4 : 1, align: 8)
         let scales = w.scales!.assumingMemoryBound(to: UInt16.self)
         parallelFor(ranges.count) { part in
             let r = ranges[part]
