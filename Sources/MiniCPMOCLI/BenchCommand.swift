@@ -10,14 +10,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Checkpoint directory (config.json + safetensors).")
     var model: String?
 
-    @Option(name: .long, help: "Worker threads (default: all cores).")
-    var threads: Int?
-
-    @Option(name: .long, help: "Language-model weights: bf16 (as stored), q8 or q4 (quantized at load).")
-    var quant: QuantChoice = .bf16
-
-    @Option(name: .long, help: "Prefill arithmetic: f32 (exact) or bf16 (AVX512_BF16 dot products).")
-    var prefillPrecision: Linear.PrefillPrecision = .f32
+    @OptionGroup var runtime: RuntimeOptions
 
     @Flag(name: .long, help: "Instead of the model: memory read bandwidth and GEMV throughput per weight format.")
     var kernels = false
@@ -41,7 +34,7 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         if kernels {
-            if let threads { Threading.count = threads }
+            runtime.apply()
             writeOut(String(format: "memory read bandwidth  %.1f GB/s (%d threads)\n", KernelBenchmark.memoryReadBandwidth() / 1e9, Threading.count))
             for (rows, cols) in [(18944, 3584), (4864, 896)] {
                 for f in [WeightFormat.f32, .bf16, .f16, .q8_0, .q4_0] {
@@ -51,7 +44,7 @@ struct BenchCommand: ParsableCommand {
             }
             return
         }
-        let loaded = ModelOptions(model: model!, threads: threads, quant: quant, prefillPrecision: prefillPrecision).load()
+        let loaded = runtime.load(model!)
         do {
             let r = try Benchmark.run(loaded, promptTokens: promptTokens, genTokens: genTokens, repeats: repeats,
                                       progress: note)

@@ -22,10 +22,8 @@ func fail(_ error: Error, code: Int32) -> Never {
     exit(code)
 }
 
-struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Checkpoint directory (config.json + safetensors).")
-    var model: String
-
+/// How a model runs: threads, weight format, prefill arithmetic.
+struct RuntimeOptions: ParsableArguments {
     @Option(name: .long, help: "Worker threads (default: all cores).")
     var threads: Int?
 
@@ -35,24 +33,29 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Prefill arithmetic: f32 (exact, default) or bf16 (bfloat16 activations, AVX512_BF16 dot products, ~2x faster where available).")
     var prefillPrecision: Linear.PrefillPrecision = .f32
 
-    init() {}
-
-    init(model: String, threads: Int?, quant: QuantChoice, prefillPrecision: Linear.PrefillPrecision) {
-        self.model = model
-        self.threads = threads
-        self.quant = quant
-        self.prefillPrecision = prefillPrecision
-    }
-
-    func load(quiet: Bool = false) -> MiniCPMOModel {
+    func apply() {
         if let threads { Threading.count = threads }
         Linear.prefillPrecision = prefillPrecision
+    }
+
+    /// Loads `directory`, or exits with a one-line error.
+    func load(_ directory: String, quiet: Bool = false) -> MiniCPMOModel {
+        apply()
         do {
-            return try MiniCPMOModel(directory: model, quantize: quant.format, progress: { if !quiet { note($0) } })
+            return try MiniCPMOModel(directory: directory, quantize: quant.format, progress: { if !quiet { note($0) } })
         } catch {
             fail(error, code: 1)
         }
     }
+}
+
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "Checkpoint directory (config.json + safetensors).")
+    var model: String
+
+    @OptionGroup var runtime: RuntimeOptions
+
+    func load(quiet: Bool = false) -> MiniCPMOModel { runtime.load(model, quiet: quiet) }
 }
 
 struct ProbeCommand: ParsableCommand {
