@@ -166,6 +166,120 @@ void ck_gemv_q4_0(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t 
     }
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")))
+
+int ck_q4_vnni_available(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vnni");
+}
+
+void ck_prepare_q4_activations_vnni(const int8_t *xq, int cols, int8_t *xp, int32_t *xs) {
+    // groups of 4 blocks: [x0[0:16] x1[0:16] x2[0:16] x3[0:16] | x0[16:32] .. x3[16:32]], and per
+    // int32 lane (4 bytes of each half) 8 × Σx, which removes the nibbles' +8 offset
+    const int nq = cols / 128;
+    for (int g = 0; g < nq; g++) {
+        const int8_t *x = xq + 128 * g;
+        int8_t *o = xp + 128 * g;
+        for (int b = 0; b < 4; b++) {
+            memcpy(o + 16 * b, x + 32 * b, 16);
+            memcpy(o + 64 + 16 * b, x + 32 * b + 16, 16);
+        }
+        for (int l = 0; l < 16; l++) {
+            int sum = 0;
+            for (int i = 0; i < 4; i++) sum += o[4 * l + i] + o[64 + 4 * l + i];
+            xs[16 * g + l] = 8 * sum;
+        }
+    }
+}
+
+// One row at a time: consecutive rows form one long sequential stream, which the hardware prefetcher
+// follows best when rows are short.
+VNNI static void q4_vnni_rows1(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                               const int8_t *xp, const int32_t *xs, float *y, int r0, int r1) {
+    const int nb = cols / 32, nq = nb / 4;
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    const __m512i lane_block = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *w = wq + (long)r * (cols / 2);
+        const uint16_t *s = wd + (long)r * nb;
+        float tail = 0;
+        for (int b = 4 * nq; b < nb; b++) tail += _cvtsh_ss(s[b]) * xd[b] * q4_block_scalar(w + 16 * b, xq + 32 * b);
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+        for (int g = 0; g < nq; g++) {
+            __m512i packed = _mm512_loadu_si512((const void *)(w + 64 * g));
+            __m512i lo = _mm512_and_si512(packed, mask);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
+            __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)(xp + 128 * g)));
+            d = _mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512((const void *)(xp + 128 * g + 64)));
+            d = _mm512_sub_epi32(d, _mm512_loadu_si512((const void *)(xs + 16 * g)));
+            __m128 sc = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(s + 4 * g))), _mm_loadu_ps(xd + 4 * g));
+            __m512 sv = _mm512_permutexvar_ps(lane_block, _mm512_castps128_ps512(sc));
+            if (g & 1) acc1 = _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(d), acc1);
+            else acc0 = _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(d), acc0);
+        }
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + tail;
+    }
+}
+
+// Long rows: the activations of one row no longer fit L1, so four rows share each load of them.
+VNNI static void q4_vnni_rows4(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                            const int8_t *xp, const int32_t *xs, float *y, int r0, int r1) {
+    const int nb = cols / 32, nq = nb / 4;
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    const __m512i lane_block = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    for (int r = r0; r < r1; r += 4) {
+        const int rows = r1 - r < 4 ? r1 - r : 4;
+        const uint8_t *w0 = wq + (long)r * (cols / 2);
+        const uint16_t *s0 = wd + (long)r * nb;
+        const long ws = rows > 1 ? cols / 2 : 0, ss = rows > 1 ? nb : 0;  // a short tail repeats row r
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+#define Q4_ROW(I, ACC)                                                                                      \
+        do {                                                                                                \
+            const long wi = (I) < rows ? (I) * ws : 0, si = (I) < rows ? (I) * ss : 0;                       \
+            __m512i packed = _mm512_loadu_si512((const void *)(w0 + wi + 64 * g));                          \
+            __m512i lo = _mm512_and_si512(packed, mask);                                                    \
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);                              \
+            __m512i d = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl), hi, xh), xo); \
+            __m128 sc = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(s0 + si + 4 * g))), dx);   \
+            ACC = _mm512_fmadd_ps(_mm512_permutexvar_ps(lane_block, _mm512_castps128_ps512(sc)), _mm512_cvtepi32_ps(d), ACC); \
+        } while (0)
+        for (int g = 0; g < nq; g++) {
+            const __m512i xl = _mm512_loadu_si512((const void *)(xp + 128 * g));
+            const __m512i xh = _mm512_loadu_si512((const void *)(xp + 128 * g + 64));
+            const __m512i xo = _mm512_loadu_si512((const void *)(xs + 16 * g));
+            const __m128 dx = _mm_loadu_ps(xd + 4 * g);
+            Q4_ROW(0, a0);
+            Q4_ROW(1, a1);
+            Q4_ROW(2, a2);
+            Q4_ROW(3, a3);
+        }
+#undef Q4_ROW
+        const __m512 acc[4] = {a0, a1, a2, a3};
+        for (int i = 0; i < rows; i++) {
+            const uint8_t *w = w0 + (long)i * (cols / 2);
+            const uint16_t *s = s0 + (long)i * nb;
+            float tail = 0;
+            for (int b = 4 * nq; b < nb; b++) tail += _cvtsh_ss(s[b]) * xd[b] * q4_block_scalar(w + 16 * b, xq + 32 * b);
+            y[r + i] = _mm512_reduce_add_ps(acc[i]) + tail;
+        }
+    }
+}
+
+VNNI void ck_gemv_q4_0_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                            const int8_t *xp, const int32_t *xs, float *y, int r0, int r1) {
+    if (cols >= 8192) q4_vnni_rows4(wq, wd, cols, xq, xd, xp, xs, y, r0, r1);
+    else q4_vnni_rows1(wq, wd, cols, xq, xd, xp, xs, y, r0, r1);
+}
+#else
+int ck_q4_vnni_available(void) { return 0; }
+void ck_prepare_q4_activations_vnni(const int8_t *xq, int cols, int8_t *xp, int32_t *xs) { (void)xq; (void)cols; (void)xp; (void)xs; }
+void ck_gemv_q4_0_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                       const int8_t *xp, const int32_t *xs, float *y, int r0, int r1) {
+    ck_gemv_q4_0(wq, wd, cols, xq, xd, xp, xs, y, r0, r1);
+}
+#endif
+
 void ck_dequantize_q8_0(const int8_t *q, const uint16_t *d, int rows, int cols, float *out) {
     const long nb = (long)rows * (cols / 32);
     for (long b = 0; b < nb; b++) {

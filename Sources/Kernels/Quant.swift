@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(CKernels)
 import CKernels
 #endif
@@ -106,7 +107,10 @@ public enum Quant {
         defer { xq.deallocate(); xd.deallocate(); xp.deallocate(); xs.deallocate() }
         quantizeActivations(x, cols, xq, xd)
         #if canImport(CKernels)
-        if w.format == .q4_0 { ck_prepare_q4_activations(xq, Int32(cols), xp, xs) }
+        let vnni = Self.q4VNNI
+        if w.format == .q4_0 {
+            if vnni { ck_prepare_q4_activations_vnni(xq, Int32(cols), xp, xs) } else { ck_prepare_q4_activations(xq, Int32(cols), xp, xs) }
+        }
         #endif
         let ranges = splitRange(w.rows, parts: w.rows * cols >= 1 << 15 ? Threading.count * 4 : 1, align: 8)
         let scales = w.scales!.assumingMemoryBound(to: UInt16.self)
@@ -117,8 +121,9 @@ public enum Quant {
                 ck_gemv_q8_0(w.data.assumingMemoryBound(to: Int8.self), scales, Int32(cols), xq, xd, y,
                              Int32(r.lowerBound), Int32(r.upperBound))
             } else {
-                ck_gemv_q4_0(w.data.assumingMemoryBound(to: UInt8.self), scales, Int32(cols), xq, xd, xp, xs, y,
-                             Int32(r.lowerBound), Int32(r.upperBound))
+                let gemv = vnni ? ck_gemv_q4_0_vnni : ck_gemv_q4_0
+                gemv(w.data.assumingMemoryBound(to: UInt8.self), scales, Int32(cols), xq, xd, xp, xs, y,
+                     Int32(r.lowerBound), Int32(r.upperBound))
             }
             #else
             let row = UnsafeMutablePointer<Float>.allocate(capacity: cols)
@@ -128,6 +133,11 @@ public enum Quant {
             if let bias { for i in r { y[i] += bias[i] } }
         }
     }
+
+    #if canImport(CKernels)
+    /// The 512-bit VNNI Q4_0 kernel where the CPU has it (MINICPMO_NO_VNNI=1 turns it off, for comparisons).
+    static let q4VNNI = ck_q4_vnni_available() != 0 && ProcessInfo.processInfo.environment["MINICPMO_NO_VNNI"] == nil
+    #endif
 
     static func quantizeActivations(_ x: UnsafePointer<Float>, _ n: Int, _ q: UnsafeMutablePointer<Int8>,
                                     _ d: UnsafeMutablePointer<Float>) {

@@ -36,7 +36,7 @@ struct BenchCommand: ParsableCommand {
         if kernels {
             runtime.apply()
             writeOut(String(format: "memory read bandwidth  %.1f GB/s (%d threads)\n", KernelBenchmark.memoryReadBandwidth() / 1e9, Threading.count))
-            for (rows, cols) in [(18944, 3584), (4864, 896)] {
+            for (rows, cols) in [(3584, 18944), (18944, 3584), (4864, 896)] {
                 for f in [WeightFormat.f32, .bf16, .f16, .q8_0, .q4_0] {
                     let bw = KernelBenchmark.gemvBandwidth(format: f, rows: rows, cols: cols)
                     writeOut(String(format: "gemv %dx%d %-5@ %.1f GB/s of weights\n", rows, cols, f.rawValue, bw / 1e9))

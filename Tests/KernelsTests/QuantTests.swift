@@ -5,7 +5,8 @@ import Testing
 @Suite struct QuantTests {
     static let shapes: [(rows: Int, cols: Int)] = {
         var rng = SeededRNG(seed: 21)
-        var s = [(1, 32), (3, 64), (8, 96), (13, 320), (64, 4096), (1, 1024), (37, 32 * 7), (200, 160)]
+        // long rows (≥ 8192 columns) take the four-rows-at-a-time Q4_0 path
+        var s = [(1, 32), (3, 64), (8, 96), (13, 320), (64, 4096), (1, 1024), (37, 32 * 7), (200, 160), (7, 8224), (5, 8192)]
         while s.count < 24 { s.append((rng.int(1...150), 32 * rng.int(1...40))) }
         return s
     }()

@@ -28,6 +28,17 @@ void ck_prepare_q4_activations(const int8_t *xq, int cols, int8_t *xp, int32_t *
 void ck_gemv_q4_0(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
                   const int8_t *xp, const int32_t *xs, float *y, int r0, int r1);
 
+/// Whether the AVX512-VNNI Q4_0 kernel can run here.
+int ck_q4_vnni_available(void);
+
+/// As ck_prepare_q4_activations, for ck_gemv_q4_0_vnni: groups of four blocks
+/// [x0..x3 elements 0..15 | x0..x3 elements 16..31] and 16 lane sums per group (cols/8 int32).
+void ck_prepare_q4_activations_vnni(const int8_t *xq, int cols, int8_t *xp, int32_t *xs);
+
+/// ck_gemv_q4_0 with 512-bit VNNI dot products over four blocks at a time.
+void ck_gemv_q4_0_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                       const int8_t *xp, const int32_t *xs, float *y, int r0, int r1);
+
 /// Dequantizes `rows` consecutive rows (cols % 32 == 0) to floats: Q8_0 (values int8) or Q4_0
 /// (values packed nibbles), with f16 block scales.
 void ck_dequantize_q8_0(const int8_t *q, const uint16_t *d, int rows, int cols, float *out);
