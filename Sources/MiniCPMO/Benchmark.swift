@@ -19,6 +19,8 @@ public struct BenchmarkResult: Sendable, Codable {
     public var decodeBytesPerToken: Int
     public var kvCacheBytes: Int
     public var peakRSSBytes: Int
+    /// Memory read ceiling measured right after the decode runs (shared machines drift), if asked for.
+    public var readBandwidth: Double?
 
     enum CodingKeys: String, CodingKey {
         case model, weights, threads, repeats
@@ -27,6 +29,7 @@ public struct BenchmarkResult: Sendable, Codable {
         case timeToFirstTokenSeconds = "time_to_first_token_seconds"
         case prefillSamples = "prefill_samples", decodeSamples = "decode_samples"
         case weightBytes = "weight_bytes", decodeBytesPerToken = "decode_bytes_per_token", kvCacheBytes = "kv_cache_bytes", peakRSSBytes = "peak_rss_bytes"
+        case readBandwidth = "read_bandwidth_bytes_per_second"
     }
 }
 
@@ -34,7 +37,7 @@ public enum Benchmark {
     /// Each repeat prefills `promptTokens` random tokens into an empty cache (one pass, logits of the
     /// last token only), then decodes `genTokens` tokens greedily, one forward pass each.
     public static func run(_ model: MiniCPMOModel, promptTokens: Int, genTokens: Int, repeats: Int, chunk: Int = 512,
-                           progress: (String) -> Void = { _ in }) throws -> BenchmarkResult {
+                           measureBandwidth: Bool = false, progress: (String) -> Void = { _ in }) throws -> BenchmarkResult {
         let llm = model.llm
         var rng = Xoshiro256(seed: 7)
         let prompt = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(llm.config.vocabSize)) }
@@ -67,7 +70,8 @@ public enum Benchmark {
             decodeTokensPerSecond: median(decode), timeToFirstTokenSeconds: median(ttft),
             prefillSamples: prefill, decodeSamples: decode, weightBytes: llm.weightBytes,
             decodeBytesPerToken: llm.decodeBytesPerToken, kvCacheBytes: kvBytes,
-            peakRSSBytes: peakRSS())
+            peakRSSBytes: peakRSS(),
+            readBandwidth: measureBandwidth ? KernelBenchmark.memoryReadBandwidth(bytes: 1 << 30, repeats: 5) : nil)
     }
 
     static func median(_ v: [Double]) -> Double {

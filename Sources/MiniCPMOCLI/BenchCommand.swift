@@ -24,6 +24,9 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Repeats (medians are reported).")
     var repeats: Int = 3
 
+    @Flag(name: .long, help: "Also measure the memory read ceiling right after decoding and report decode against it.")
+    var bandwidth = false
+
     @Flag(name: .long, help: "Print one JSON object.")
     var json = false
 
@@ -47,7 +50,7 @@ struct BenchCommand: ParsableCommand {
         let loaded = runtime.load(model!)
         do {
             let r = try Benchmark.run(loaded, promptTokens: promptTokens, genTokens: genTokens, repeats: repeats,
-                                      progress: note)
+                                      measureBandwidth: bandwidth, progress: note)
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -64,6 +67,10 @@ struct BenchCommand: ParsableCommand {
                     r.decodeTokensPerSecond, r.genTokens,
                     r.decodeTokensPerSecond * Double(r.decodeBytesPerToken) / 1e9, r.timeToFirstTokenSeconds, Double(r.weightBytes) / 1e9,
                     Double(r.kvCacheBytes) / 1e6, Double(r.peakRSSBytes) / 1e9))
+                if let bw = r.readBandwidth {
+                    let used = r.decodeTokensPerSecond * Double(r.decodeBytesPerToken)
+                    writeOut(String(format: "bandwidth    %.1f GB/s read ceiling; decode uses %.0f%%\n", bw / 1e9, 100 * used / bw))
+                }
             }
         } catch {
             fail(error, code: 1)

@@ -76,13 +76,14 @@ def ours(d, quant, threads, args):
     common = [BIN, "bench", "--model", d, "--quant", quant, "--threads", threads, "--prompt-tokens", args.prompt_tokens,
               "--repeats", args.repeats, "--json"]
     # main run: bf16-activation prefill (as llama.cpp's F16 path rounds activations to f16), then decode
-    r = json.loads(sh(common + ["--gen-tokens", args.gen_tokens, "--prefill-precision", "bf16"]))
+    r = json.loads(sh(common + ["--gen-tokens", args.gen_tokens, "--prefill-precision", "bf16", "--bandwidth"]))
     # the exact float32 prefill, for reference
     exact = json.loads(sh(common + ["--gen-tokens", 0, "--prefill-precision", "f32"]))
     return {"prefill": r["prefill_tokens_per_second"], "prefill_f32": exact["prefill_tokens_per_second"],
             "decode": r["decode_tokens_per_second"],
             "weight_bytes": r["weight_bytes"], "kv_cache_bytes": r["kv_cache_bytes"], "peak_rss": r["peak_rss_bytes"],
-            "ttft": r["time_to_first_token_seconds"], "streamed_bytes": r["decode_bytes_per_token"]}
+            "ttft": r["time_to_first_token_seconds"], "streamed_bytes": r["decode_bytes_per_token"],
+            "read_bandwidth": r.get("read_bandwidth_bytes_per_second")}
 
 
 def torch_bench(d, threads, args):
@@ -155,7 +156,9 @@ def markdown(res):
         if "ours" not in r:
             continue
         o, l = r["ours"], r["llama"]
-        bw = res["bandwidth"][r["threads"]] if r["threads"] in res["bandwidth"] else res["bandwidth"][str(r["threads"])]
+        # the ceiling measured right after this row's decode, else the run's
+        bw = o.get("read_bandwidth") or (res["bandwidth"][r["threads"]] if r["threads"] in res["bandwidth"]
+                                         else res["bandwidth"][str(r["threads"])])
         streamed = o.get("streamed_bytes")
         frac = f"{o['decode'] * streamed / 1e9:.1f} ({100 * o['decode'] * streamed / bw:.0f}%)" if streamed else "-"
         rss = o["peak_rss"] / (o["weight_bytes"] + o["kv_cache_bytes"])
