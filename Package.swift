@@ -20,7 +20,7 @@ let fastC: [CSetting] = [.unsafeFlags(["-O3"] + (targetCPU.map { ["-march=\($0)"
 
 let package = Package(
     name: "MiniCPMO",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],  // Synchronization.Atomic
     products: [
         .library(name: "MiniCPMO", targets: ["MiniCPMO"]),
         .executable(name: "minicpmo", targets: ["MiniCPMOCLI"]),
