@@ -44,12 +44,12 @@ let package = Package(
             "MiniCPMO",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
-        .testTarget(name: "WeightsTests", dependencies: ["Weights"], swiftSettings: fastMath),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "TestSupport"], swiftSettings: fastMath),
+        .testTarget(name: "WeightsTests", dependencies: ["Weights", "TestSupport"], swiftSettings: fastMath),
         .testTarget(name: "TextTests", dependencies: ["Text", "CZlib"], swiftSettings: fastMath),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "MiniCPMO", "TestSupport"], swiftSettings: fastMath),
         .testTarget(name: "MiniCPMOTests", dependencies: ["MiniCPMO", "TestSupport"], swiftSettings: fastMath),
-        .testTarget(name: "CLITests", dependencies: ["Weights", "MiniCPMOCLI"], swiftSettings: fastMath),
+        .testTarget(name: "CLITests", dependencies: ["Weights", "MiniCPMOCLI", "TestSupport"], swiftSettings: fastMath),
     ]
 )

@@ -62,26 +62,23 @@ public struct Sampler: Sendable {
         if p.temperature == 0 {
             return [(argmax(l), 1)]
         }
-        // temperature, then candidates sorted by logit (descending; ties by lower id, as a stable sort)
-        var cand = l.enumerated().map { ($0.offset, $0.element / p.temperature) }
-        if p.topK > 0 && p.topK < cand.count {
-            // keep everything ≥ the k-th largest value (HF keeps ties)
-            let kth = kthLargest(cand.map { $0.1 }, p.topK)
-            cand = cand.filter { $0.1 >= kth }
-        }
+        // top-k before anything is materialised: temperature (> 0) keeps the order, and a decode step
+        // should not build tuples for all 150k vocabulary entries. HF keeps ties with the k-th value.
+        let kth = p.topK > 0 && p.topK < l.count ? kthLargest(l, p.topK) : -Float.infinity
+        var cand: [(Int, Float)] = []
+        cand.reserveCapacity(p.topK > 0 ? p.topK + 8 : l.count)
+        for (i, v) in l.enumerated() where v >= kth { cand.append((i, v / p.temperature)) }
         cand.sort { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }
         var probs = softmax(cand.map { $0.1 })
         if p.topP < 1 {
             // HF: ascending cumulative mass; drop tokens whose cumulative mass ≤ 1 − top_p, keep ≥ 1.
-            var keep = cand.count
             var cum: Float = 0
             var removed = 0
-            for i in stride(from: cand.count - 1, through: 0, by: -1) {
+            for i in stride(from: cand.count - 1, through: 1, by: -1) {  // the top token always stays
                 cum += probs[i]
                 if cum <= 1 - p.topP { removed += 1 } else { break }
             }
-            keep = max(1, cand.count - removed)
-            cand.removeLast(cand.count - keep)
+            cand.removeLast(removed)
             probs = softmax(cand.map { $0.1 })
         }
         return zip(cand.map { $0.0 }, probs).map { ($0, $1) }

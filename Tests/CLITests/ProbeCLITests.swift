@@ -1,9 +1,10 @@
 import Foundation
 import Testing
+import TestSupport
 import Weights
 
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-let fixtures = packageRoot.appendingPathComponent("Tests/Fixtures")
+let fixtures = fixturesDirectory
 
 /// The built `minicpmo` next to this test binary (swift test builds every product first).
 func minicpmoBinary() -> String {

@@ -1,4 +1,5 @@
 import Foundation
+@_exported import TestSupport
 @testable import Kernels
 
 /// SplitMix64: deterministic test randomness.
@@ -18,15 +19,10 @@ struct SeededRNG: RandomNumberGenerator {
     mutating func int(_ r: ClosedRange<Int>) -> Int { Int.random(in: r, using: &self) }
 }
 
-func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
-    precondition(a.count == b.count)
-    return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
-}
-
 /// Relative error against the scale of the reference.
 func relErr(_ a: [Float], _ ref: [Float]) -> Float {
     let scale = max(ref.reduce(0) { max($0, abs($1)) }, 1e-6)
-    return maxAbsDiff(a, ref) / scale
+    return maxAbs(a, ref) / scale
 }
 
 /// A weight matrix in `format` built from floats (values are rounded to the format first).

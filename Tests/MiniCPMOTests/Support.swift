@@ -7,5 +7,4 @@ func modelDir(_ name: String) -> String { fixtureModel(name) }
 /// Loaded fixtures are shared between tests (loading the tokenizer takes a moment in debug builds).
 enum Loaded {
     static let minicpmo = try! MiniCPMOModel(directory: modelDir("tiny-minicpmo"))
-    static let qwen2 = try! MiniCPMOModel(directory: modelDir("tiny-qwen2"))
 }

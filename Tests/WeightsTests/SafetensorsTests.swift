@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Weights
 
@@ -143,5 +144,4 @@ func expectError(_ path: String, _ check: (WeightsError) -> Bool, _ comment: Com
     }
 }
 
-let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures")
+let fixtures = fixturesDirectory
