@@ -147,14 +147,6 @@ enum BF16Dot {
 }
 #endif
 
-/// C[M, N] = A[M, K]·B (B is [K, N], or [N, K] when `transposeB`), all float32 row-major.
-public func matmulF32(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, m: Int, n: Int, k: Int,
-                      transposeB: Bool, into c: UnsafeMutablePointer<Float>) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                blasInt(m), blasInt(n), blasInt(k), 1, a, blasInt(k), b, blasInt(transposeB ? k : n),
-                0, c, blasInt(n))
-}
-
 #if canImport(Accelerate)
 @inline(__always) func blasInt(_ v: Int) -> Int { v }
 enum BLAS { static func singleThreaded() {} }

@@ -54,8 +54,9 @@ public final class KVPagePool: @unchecked Sendable {
 
 public enum KVCacheError: Error, CustomStringConvertible {
     case outOfPages(Int)
-    public var description: String { "KV cache is full (\(maxPagesText))" }
-    private var maxPagesText: String { if case let .outOfPages(n) = self { return "\(n) pages" } else { return "" } }
+    public var description: String {
+        switch self { case let .outOfPages(n): return "KV cache is full (\(n) pages)" }
+    }
 }
 
 /// One sequence's cache: a block table into the pool and the number of cached positions.

@@ -79,11 +79,9 @@ public struct TensorView: @unchecked Sendable {
         guard let format = dtype.weightFormat else {
             throw WeightsError.badTensor(file: file, tensor: name, reason: "dtype \(dtype.rawValue) is not a float matrix")
         }
-        let rows = shape.first ?? 1
-        let cols = shape.count <= 1 ? (shape.isEmpty ? 1 : shape[0]) : shape.dropFirst().reduce(1, *)
-        return shape.count <= 1
-            ? WeightMatrix(rows: 1, cols: cols, format: format, data: data, owner: owner)
-            : WeightMatrix(rows: rows, cols: cols, format: format, data: data, owner: owner)
+        // a vector or scalar is one row; higher ranks fold into [shape[0], rest]
+        let rows = shape.count <= 1 ? 1 : shape[0]
+        return WeightMatrix(rows: rows, cols: elementCount / max(rows, 1), format: format, data: data, owner: owner)
     }
 }
 
