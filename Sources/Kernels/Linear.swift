@@ -39,6 +39,17 @@ public enum Linear {
         gemm(x, tokens: tokens, weight: w, bias: bias, into: y)
     }
 
+    /// y[t, c] += b[c] for columns c in `columns` of a [tokens, stride] output.
+    @inline(__always)
+    static func addBias(_ bias: UnsafePointer<Float>?, columns: Range<Int>, tokens: Int, stride: Int,
+                        into y: UnsafeMutablePointer<Float>) {
+        guard let bias else { return }
+        for t in 0..<tokens {
+            let yr = y + t * stride
+            for i in columns { yr[i] += bias[i] }
+        }
+    }
+
     /// y[r] = W[r,:]·x + b[r].
     public static func gemv(_ w: WeightMatrix, _ x: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                             into y: UnsafeMutablePointer<Float>) {
@@ -55,9 +66,7 @@ public enum Linear {
             case .bf16: gemvRows(BF16Row.self, w, x, r, y)
             case .q8_0, .q4_0: preconditionFailure("handled by Quant.gemv")
             }
-            if let bias {
-                for i in r { y[i] += bias[i] }
-            }
+            addBias(bias, columns: r, tokens: 1, stride: w.rows, into: y)
         }
     }
 
@@ -93,12 +102,7 @@ public enum Linear {
                             tile, blasInt(k), 0, y + r0, blasInt(n))
                 r0 += rows
             }
-            if let bias {
-                for t in 0..<tokens {
-                    let yr = y + t * n
-                    for i in range { yr[i] += bias[i] }
-                }
-            }
+            Linear.addBias(bias, columns: range, tokens: tokens, stride: n, into: y)
         }
     }
 }
@@ -136,12 +140,7 @@ enum BF16Dot {
                     r0 += rows
                 }
             }
-            if let bias {
-                for t in 0..<tokens {
-                    let yr = y + t * n
-                    for i in range { yr[i] += bias[i] }
-                }
-            }
+            Linear.addBias(bias, columns: range, tokens: tokens, stride: n, into: y)
         }
     }
 }

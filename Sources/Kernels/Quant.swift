@@ -130,7 +130,7 @@ public enum Quant {
             defer { row.deallocate() }
             for i in r { dequantizeRow(w, i, into: row); y[i] = dot(row, x, cols) }
             #endif
-            if let bias { for i in r { y[i] += bias[i] } }
+            Linear.addBias(bias, columns: r, tokens: 1, stride: w.rows, into: y)
         }
     }
 
