@@ -19,16 +19,37 @@ public enum Activation {
     /// Exact GELU: x/2 · (1 + erf(x/√2)) (PyTorch's default, Whisper's "gelu").
     public static func geluErf(_ x: UnsafeMutablePointer<Float>, count: Int) {
         let r = Float(1 / 2.0.squareRoot())
-        for i in 0..<count { let v = x[i]; x[i] = 0.5 * v * (1 + Foundation.erf(v * r)) }
+        elementwise(x, count: count) { v in 0.5 * v * (1 + Foundation.erf(v * r)) }
     }
 
-    /// Tanh GELU ("gelu_pytorch_tanh"): x/2 · (1 + tanh(√(2/π)·(x + 0.044715x³))).
+    /// Tanh GELU ("gelu_pytorch_tanh"): x/2 · (1 + tanh(√(2/π)·(x + 0.044715x³))), with
+    /// tanh(u) = 1 − 2/(e^{2u} + 1) on eight lanes.
     public static func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
         let c = Float((2 / Double.pi).squareRoot())
-        for i in 0..<count {
-            let v = x[i]
-            x[i] = 0.5 * v * (1 + Foundation.tanh(c * (v + 0.044715 * v * v * v)))
+        let ranges = splitRange(count, parts: count >= 1 << 15 ? Threading.count * 2 : 1, align: 8)
+        parallelFor(ranges.count) { p in
+            var i = ranges[p].lowerBound
+            let end = ranges[p].upperBound
+            while i + 8 <= end {
+                let v = load8(x + i)
+                let u = c * (v + 0.044715 * v * v * v)
+                let t = 1 - 2 / (exp8(2 * u) + 1)
+                store8(0.5 * v * (1 + t), x + i)
+                i += 8
+            }
+            while i < end {
+                let v = x[i]
+                x[i] = 0.5 * v * (1 + Foundation.tanh(c * (v + 0.044715 * v * v * v)))
+                i += 1
+            }
         }
+    }
+
+    /// x[i] = f(x[i]), split across threads for large buffers.
+    @inline(__always)
+    static func elementwise(_ x: UnsafeMutablePointer<Float>, count: Int, _ f: (Float) -> Float) {
+        let ranges = splitRange(count, parts: count >= 1 << 15 ? Threading.count * 2 : 1)
+        parallelFor(ranges.count) { p in for i in ranges[p] { x[i] = f(x[i]) } }
     }
 
     /// In-place numerically stable softmax of one row.
@@ -44,9 +65,10 @@ public enum Activation {
             x.update(repeating: 0, count: count)
             return
         }
-        var s: Float = 0
-        for j in 0..<count { let e = Foundation.exp(x[j] - m); x[j] = e; s += e }
-        let inv = 1 / s
-        for j in 0..<count { x[j] *= inv }
+        let inv = 1 / expInPlace(x, count: count, subtracting: m)
+        i = 0
+        let inv8 = SIMD8<Float>(repeating: inv)
+        while i + 8 <= count { store8(load8(x + i) * inv8, x + i); i += 8 }
+        while i < count { x[i] *= inv; i += 1 }
     }
 }

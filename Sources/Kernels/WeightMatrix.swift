@@ -115,3 +115,19 @@ public final class FloatBuffer: @unchecked Sendable {
 
     public var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
 }
+
+extension WeightMatrix {
+    /// Rows `range` of an unquantized matrix, sharing its storage (e.g. one third of a packed q|k|v).
+    public func rowSlice(_ range: Range<Int>) -> WeightMatrix {
+        precondition(!format.isQuantized && range.upperBound <= rows, "rowSlice: unquantized rows only")
+        return WeightMatrix(rows: range.count, cols: cols, format: format, data: row(range.lowerBound), owner: owner)
+    }
+
+    /// The transpose as an owned float32 matrix (parameters applied from the right, e.g. x·proj).
+    public func transposed() -> WeightMatrix {
+        let m = toFloats()
+        var t = [Float](repeating: 0, count: m.count)
+        for r in 0..<rows { for c in 0..<cols { t[c * rows + r] = m[r * cols + c] } }
+        return WeightMatrix(rows: cols, cols: rows, values: t)
+    }
+}

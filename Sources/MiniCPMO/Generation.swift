@@ -73,12 +73,71 @@ public enum GenerationEvent: Sendable {
     case finished(GenerationResult)
 }
 
-/// A language-model conversation state: the KV cache of one sequence and the token ids it holds.
-/// A new prompt that starts with the cached tokens only prefills the rest (multi-turn prefix reuse).
+/// Embedding rows that replace the token embeddings of prompt positions start ..< start + count
+/// (an image's resampler output over its `<unk>` placeholders, or an audio segment's).
+public struct EmbeddingSpan: @unchecked Sendable {
+    public var start: Int
+    public var count: Int
+    /// [count, hidden] rows.
+    public var rows: FloatBuffer
+    /// Identifies the content (e.g. a hash of the image's pixels): cached positions are reused only
+    /// when both the token and this key match.
+    public var key: UInt64
+
+    public init(start: Int, count: Int, rows: FloatBuffer, key: UInt64) {
+        self.start = start
+        self.count = count
+        self.rows = rows
+        self.key = key
+    }
+}
+
+/// A prompt: token ids, some of whose embeddings are replaced by media embeddings.
+public struct Prompt: Sendable {
+    public var tokens: [Int]
+    public var spans: [EmbeddingSpan]
+
+    public init(tokens: [Int], spans: [EmbeddingSpan] = []) {
+        self.tokens = tokens
+        self.spans = spans.sorted { $0.start < $1.start }
+    }
+
+    /// What identifies each position's input for prefix reuse.
+    struct PositionKey: Equatable {
+        var token: Int
+        var media: UInt64
+    }
+
+    var positionKeys: [PositionKey] {
+        var keys = tokens.map { PositionKey(token: $0, media: 0) }
+        for span in spans {
+            for i in 0..<span.count where span.start + i < keys.count {
+                // mix the row index in so that swapping rows of one image is not a match
+                keys[span.start + i].media = span.key &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(i) &+ 1
+            }
+        }
+        return keys
+    }
+
+    func validate(hidden: Int) throws {
+        var end = 0
+        for span in spans {
+            guard span.start >= end, span.count > 0, span.start + span.count <= tokens.count,
+                  span.rows.count >= span.count * hidden else {
+                throw GenerationError.invalidParameters("embedding span \(span.start)..<\(span.start + span.count) does not fit the prompt")
+            }
+            end = span.start + span.count
+        }
+    }
+}
+
+/// A language-model conversation state: the KV cache of one sequence and the inputs it holds.
+/// A new prompt that starts with the cached inputs only prefills the rest (multi-turn prefix reuse).
 public final class LanguageSession: @unchecked Sendable {
     public let model: Qwen2Model
     public let cache: KVSequence
-    public private(set) var cachedTokens: [Int] = []
+    private var cachedKeys: [Prompt.PositionKey] = []
+    public var cachedTokens: [Int] { cachedKeys.map(\.token) }
 
     public init(model: Qwen2Model, pool: KVPagePool? = nil) {
         self.model = model
@@ -87,27 +146,44 @@ public final class LanguageSession: @unchecked Sendable {
 
     public func reset() {
         cache.truncate(to: 0)
-        cachedTokens = []
+        cachedKeys = []
     }
 
     /// Makes the cache hold `tokens` and returns the logits after the last one, reusing the longest
     /// cached prefix. Returns the number of reused tokens too.
     public func prefill(_ tokens: [Int], chunk: Int) throws -> (logits: [Float], reused: Int) {
+        try prefill(Prompt(tokens: tokens), chunk: chunk)
+    }
+
+    /// The same for a prompt with media embeddings.
+    public func prefill(_ prompt: Prompt, chunk: Int) throws -> (logits: [Float], reused: Int) {
+        let tokens = prompt.tokens
         precondition(!tokens.isEmpty)
+        let h = model.config.hiddenSize
+        try prompt.validate(hidden: h)
+        let keys = prompt.positionKeys
         var common = 0
-        while common < min(tokens.count, cachedTokens.count) && tokens[common] == cachedTokens[common] { common += 1 }
+        while common < min(keys.count, cachedKeys.count) && keys[common] == cachedKeys[common] { common += 1 }
         common = min(common, tokens.count - 1)  // the last token must run to produce logits
         cache.truncate(to: common)
-        cachedTokens.removeLast(cachedTokens.count - common)
+        cachedKeys.removeLast(cachedKeys.count - common)
         var logits: [Float] = []
         var start = common
         let step = max(1, chunk)
         while start < tokens.count {
-            let piece = Array(tokens[start..<min(tokens.count, start + step)])
-            let hidden = try model.forward(try model.embed(piece), tokens: piece.count, cache: cache)
-            cachedTokens += piece
-            start += piece.count
-            if start == tokens.count { logits = model.logits(hidden, rows: (piece.count - 1)..<piece.count).array }
+            let end = min(tokens.count, start + step)
+            let x = try model.embed(Array(tokens[start..<end]))
+            for span in prompt.spans {
+                let lo = max(span.start, start), hi = min(span.start + span.count, end)
+                guard lo < hi else { continue }
+                (x.pointer + (lo - start) * h).update(from: span.rows.pointer + (lo - span.start) * h, count: (hi - lo) * h)
+            }
+            let hidden = try withExtendedLifetime(prompt.spans) {
+                try model.forward(x, tokens: end - start, cache: cache)
+            }
+            cachedKeys += keys[start..<end]
+            if end == tokens.count { logits = model.logits(hidden, rows: (end - start - 1)..<(end - start)).array }
+            start = end
         }
         return (logits, common)
     }
@@ -115,7 +191,7 @@ public final class LanguageSession: @unchecked Sendable {
     /// Feeds one token and returns the next logits.
     public func step(_ token: Int) throws -> [Float] {
         let hidden = try model.forward(try model.embed([token]), tokens: 1, cache: cache)
-        cachedTokens.append(token)
+        cachedKeys.append(Prompt.PositionKey(token: token, media: 0))
         return model.logits(hidden, rows: 0..<1).array
     }
 }
@@ -138,7 +214,14 @@ public struct TextGenerator: Sendable {
     /// Runs to completion; `onText` receives text as it becomes final and returns false to stop early.
     public func generate(prompt: [Int], session: LanguageSession, options: GenerationOptions,
                          onText: (String) -> Bool = { _ in true }) throws -> GenerationResult {
+        try generate(prompt: Prompt(tokens: prompt), session: session, options: options, onText: onText)
+    }
+
+    /// The same for a prompt with media embeddings.
+    public func generate(prompt full: Prompt, session: LanguageSession, options: GenerationOptions,
+                         onText: (String) -> Bool = { _ in true }) throws -> GenerationResult {
         try options.sampling.validate()
+        let prompt = full.tokens
         guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
         let context = model.config.maxPositionEmbeddings
         guard prompt.count < context else { throw GenerationError.promptTooLong(tokens: prompt.count, context: context) }
@@ -147,7 +230,7 @@ public struct TextGenerator: Sendable {
         var timings = GenerationTimings()
         timings.promptTokens = prompt.count
         let t0 = Date()
-        var (logits, reused) = try session.prefill(prompt, chunk: options.prefillChunk)
+        var (logits, reused) = try session.prefill(full, chunk: options.prefillChunk)
         timings.cachedTokens = reused
         timings.prefillSeconds = Date().timeIntervalSince(t0)
 
@@ -188,6 +271,10 @@ public struct TextGenerator: Sendable {
     /// The same generation as an async stream (the work runs on its own thread; cancelling the
     /// consuming task stops it after the current token).
     public func stream(prompt: [Int], session: LanguageSession, options: GenerationOptions) -> AsyncThrowingStream<GenerationEvent, Error> {
+        stream(prompt: Prompt(tokens: prompt), session: session, options: options)
+    }
+
+    public func stream(prompt: Prompt, session: LanguageSession, options: GenerationOptions) -> AsyncThrowingStream<GenerationEvent, Error> {
         AsyncThrowingStream { continuation in
             let cancelled = CancelFlag()
             continuation.onTermination = { _ in cancelled.set() }

@@ -12,6 +12,7 @@ public final class MiniCPMOModel: @unchecked Sendable {
     public let checkpoint: Checkpoint
     public let llm: Qwen2Model
     private var tokenizerResult: Result<Qwen2Tokenizer, Error>?
+    private var visionResult: Result<VisionModel, Error>?
     private let lock = NSLock()
 
     /// - quantize: block-quantize the language model's linear weights at load (q8_0 or q4_0);
@@ -42,8 +43,33 @@ public final class MiniCPMOModel: @unchecked Sendable {
         do { return try result.get() } catch { throw GenerationError.noTokenizer("\(error)") }
     }
 
+    /// The image encoder and resampler, bound on first use (text-only work never touches them); a
+    /// clear error when the checkpoint has no vision part or its tensors are missing.
+    public func vision() throws -> VisionModel {
+        try lock.withLock {
+            if visionResult == nil {
+                visionResult = Result {
+                    guard let config = try VisionConfig.decode(config, source: directory + "/config.json") else {
+                        throw ModelLoadError.noVision(directory)
+                    }
+                    return try VisionModel.load(checkpoint, config: config)
+                }
+            }
+            return visionResult!
+        }.get()
+    }
+
     /// A generator over this model's language model and tokenizer.
     public func textGenerator() throws -> TextGenerator {
         TextGenerator(model: llm, tokenizer: try tokenizer())
+    }
+}
+
+public enum ModelLoadError: Error, CustomStringConvertible {
+    case noVision(String)
+    public var description: String {
+        switch self {
+        case let .noVision(d): return "\(d) holds no vision encoder (not a MiniCPM-o checkpoint, or init_vision is false)"
+        }
     }
 }

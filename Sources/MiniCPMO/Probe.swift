@@ -4,7 +4,7 @@ import Foundation
 /// (see the probe contract in the docs). Bad inputs raise `ProbeError.input`, which the CLI reports
 /// with exit code 2.
 public enum Probe {
-    public static let components = ["llm"]
+    public static let components = ["llm", "vision"]
 
     public static func run(component: String, model: MiniCPMOModel, input: String, output: String) throws {
         let file: SafetensorsFile
@@ -12,6 +12,7 @@ public enum Probe {
         let outputs: [SafetensorsWriter.Entry]
         switch component {
         case "llm": outputs = try llm(model.llm, inputs: file)
+        case "vision": outputs = try vision(try model.vision(), inputs: file)
         default:
             throw ProbeError.input("unknown component '\(component)' (available: \(components.joined(separator: ", ")))")
         }
@@ -39,6 +40,17 @@ public enum Probe {
             logits += m.logits(x, rows: 0..<t).array
         }
         return [.f32("logits", shape: [n, t, v], logits), .f32("last_hidden_state", shape: [n, t, h], hidden)]
+    }
+
+    static func floatInput(_ f: SafetensorsFile, _ name: String, rank: Int, expected: String) throws -> TensorView {
+        guard let t = f.tensors[name] else { throw ProbeError.input("missing input '\(name)' (expected F32 \(expected))") }
+        guard t.dtype.weightFormat != nil else {
+            throw ProbeError.input("input '\(name)' has dtype \(t.dtype.rawValue), expected F32 \(expected)")
+        }
+        guard t.shape.count == rank, t.shape.allSatisfy({ $0 > 0 }) else {
+            throw ProbeError.input("input '\(name)' has shape \(t.shape), expected \(expected) with every dimension ≥ 1")
+        }
+        return t
     }
 
     static func integerInput(_ f: SafetensorsFile, _ name: String, rank: Int, expected: String) throws -> TensorView {

@@ -129,7 +129,14 @@ public struct WeightReader: @unchecked Sendable {
         if checkpoint.tensor(full(name)) == nil, let q = checkpoint.tensor(full(name) + Self.quantizedValuesSuffix) {
             return quantizedMatrix(name, q, rows: rows, cols: cols)
         }
-        guard let t = view(name, shape: [rows, cols]) else { return Self.placeholder(rows, cols) }
+        return matrix(name, shape: [rows, cols])
+    }
+
+    /// A float tensor of exactly `shape`, folded into a [shape[0], rest] matrix (a convolution kernel
+    /// [out, in, k…] becomes the linear map of its flattened receptive field).
+    public func matrix(_ name: String, shape: [Int]) -> WeightMatrix {
+        let rows = shape.first ?? 1, cols = shape.dropFirst().reduce(1, *)
+        guard let t = view(name, shape: shape) else { return Self.placeholder(rows, cols) }
         guard let m = try? t.matrix() else {
             record("tensor '\(full(name))' in \(t.file) has dtype \(t.dtype.rawValue), expected a float type")
             return Self.placeholder(rows, cols)

@@ -1,0 +1,45 @@
+/// Eight-lane exp for the softmax and GELU loops: libm's scalar expf is a call per element, which
+/// dominates encoder attention. Cody–Waite range reduction x = n·ln2 + r and a degree-6 polynomial
+/// for eʳ (relative error about 2e-7, the same order as float32 rounding).
+@inline(__always)
+public func exp8(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    let clamped = x.clamped(lowerBound: SIMD8(repeating: -87.33654), upperBound: SIMD8(repeating: 88.72283))
+    let n = (clamped * 1.442695041).rounded(.toNearestOrEven)
+    var r = clamped - n * 0.693359375   // ln2 split in two parts keeps r exact
+    r = r - n * -2.12194440e-4
+    var p = SIMD8<Float>(repeating: 1.9875691500e-4)
+    p = p * r + 1.3981999507e-3
+    p = p * r + 8.3334519073e-3
+    p = p * r + 4.1665795894e-2
+    p = p * r + 1.6666665459e-1
+    p = p * r + 5.0000001201e-1
+    let er = p * r * r + r + 1
+    let bits = SIMD8<Int32>(n) &+ 127
+    let scale = unsafeBitCast(bits &<< 23, to: SIMD8<Float>.self)
+    var y = er * scale
+    y.replace(with: SIMD8(repeating: 0), where: x .< -87.33654)
+    y.replace(with: SIMD8(repeating: .infinity), where: x .> 88.72283)
+    return y
+}
+
+/// exp over a buffer in place; returns the sum of the results.
+@inline(__always)
+func expInPlace(_ x: UnsafeMutablePointer<Float>, count: Int, subtracting m: Float) -> Float {
+    var acc = SIMD8<Float>()
+    let m8 = SIMD8<Float>(repeating: m)
+    var i = 0
+    while i + 8 <= count {
+        let e = exp8(load8(x + i) - m8)
+        store8(e, x + i)
+        acc += e
+        i += 8
+    }
+    var s = acc.sum()
+    if i < count {
+        var tail = SIMD8<Float>(repeating: -.infinity)
+        for j in i..<count { tail[j - i] = x[j] - m }
+        let e = exp8(tail)
+        for j in i..<count { x[j] = e[j - i]; s += e[j - i] }
+    }
+    return s
+}

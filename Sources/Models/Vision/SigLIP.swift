@@ -1,0 +1,169 @@
+import Foundation
+import Kernels
+import Weights
+
+/// The NaViT SigLIP encoder (`vpm.*`, spec §3.3), one image (or slice) at a time:
+///   x = patches · W_patchᵀ + b + pos[bucket(row)·70 + bucket(col)]
+///   per layer:  x += out(MHA(LN₁(x)));  x += fc2(gelu_tanh(fc1(LN₂(x))))
+///   x = LN_post(x)
+/// Images of a batch never see each other, so running them one by one equals the reference's padded
+/// batch with its key padding mask.
+public final class SiglipEncoder: @unchecked Sendable {
+    public let config: SiglipConfig
+    let patchEmbedding: WeightMatrix   // [C, 3·14·14]
+    let patchBias: [Float]
+    let positionEmbedding: WeightMatrix  // [70·70, C]
+    let layers: [SiglipLayer]
+    let postNorm: (weight: [Float], bias: [Float])
+
+    public init(config: SiglipConfig, layers count: Int, reader r: WeightReader) {
+        self.config = config
+        let c = config.hiddenSize, p = config.patchSize
+        patchEmbedding = r.matrix("embeddings.patch_embedding.weight", shape: [c, config.numChannels, p, p])
+        patchBias = r.vector("embeddings.patch_embedding.bias", count: c)
+        let side = config.positionsPerSide
+        positionEmbedding = r.matrix("embeddings.position_embedding.weight", rows: side * side, cols: c)
+        layers = (0..<count).map { SiglipLayer(config: config, reader: r.scoped("encoder.layers.\($0)")) }
+        postNorm = (r.vector("post_layernorm.weight", count: c), r.vector("post_layernorm.bias", count: c))
+    }
+
+    /// NaViT position buckets of `n` patch coordinates on a side of `side` table slots, computed the
+    /// way the reference does: `bucketize(arange(0, 1 − 1e-6, 1/n), arange(1/side, 1, 1/side), right)`
+    /// over float32 values (integer floor(side·i/n) differs at some sizes).
+    public static func positionBuckets(count n: Int, side: Int) -> [Int] {
+        let boundaries = (1..<side).map { Float(Double($0) * (1 / Double(side))) }
+        let step = Double(Float(1) / Float(n))  // 1/nb is a float32 tensor in the reference
+        return (0..<n).map { i in
+            let coord = Float(Double(i) * step)
+            var b = 0
+            while b < boundaries.count && boundaries[b] <= coord { b += 1 }
+            return b
+        }
+    }
+
+    /// Patch features [rows·cols, C] after post_layernorm for one image in the patch-strip layout
+    /// [3, patch, rows·cols·patch] (spec §3.1 step 6).
+    public func forward(strip: UnsafePointer<Float>, rows: Int, cols: Int) -> FloatBuffer {
+        let c = config.hiddenSize, p = config.patchSize, n = rows * cols
+        let values = config.patchValues, stripWidth = n * p
+        // patches [n, 3·p·p] in the kernel's (channel, y, x) order
+        let patches = FloatBuffer(count: n * values)
+        for l in 0..<n {
+            let dst = patches.pointer + l * values
+            for ch in 0..<config.numChannels {
+                for ky in 0..<p {
+                    let src = strip + (ch * p + ky) * stripWidth + l * p
+                    (dst + (ch * p + ky) * p).update(from: src, count: p)
+                }
+            }
+        }
+        let x = FloatBuffer(count: n * c)
+        patchBias.withUnsafeBufferPointer {
+            Linear.forward(patches.pointer, tokens: n, weight: patchEmbedding, bias: $0.baseAddress!, into: x.pointer)
+        }
+        let side = config.positionsPerSide
+        let bh = Self.positionBuckets(count: rows, side: side), bw = Self.positionBuckets(count: cols, side: side)
+        let row = FloatBuffer(count: c)
+        for i in 0..<rows {
+            for j in 0..<cols {
+                positionEmbedding.readRow(bh[i] * side + bw[j], into: row.pointer)
+                axpy(1, row.pointer, x.pointer + (i * cols + j) * c, c)
+            }
+        }
+        let scratch = SiglipLayer.Scratch(config: config, tokens: n)
+        for layer in layers { layer.forward(x.pointer, tokens: n, scratch: scratch) }
+        postNorm.weight.withUnsafeBufferPointer { w in
+            postNorm.bias.withUnsafeBufferPointer { b in
+                Norm.layer(x.pointer, rows: n, dim: c, weight: w.baseAddress!, bias: b.baseAddress!,
+                           eps: config.layerNormEps, into: x.pointer)
+            }
+        }
+        return x
+    }
+
+    var weightBytes: Int {
+        patchEmbedding.byteCount + positionEmbedding.byteCount + layers.reduce(0) { $0 + $1.weightBytes }
+    }
+}
+
+/// One pre-LN transformer block with biased q/k/v/out projections and a GELU-tanh MLP.
+struct SiglipLayer: @unchecked Sendable {
+    let norm1, norm2: (weight: [Float], bias: [Float])
+    let q, k, v, out, fc1, fc2: WeightMatrix
+    let qBias, kBias, vBias, outBias, fc1Bias, fc2Bias: [Float]
+    let heads: Int
+    let eps: Float
+
+    init(config cfg: SiglipConfig, reader r: WeightReader) {
+        let c = cfg.hiddenSize, f = cfg.intermediateSize
+        norm1 = (r.vector("layer_norm1.weight", count: c), r.vector("layer_norm1.bias", count: c))
+        norm2 = (r.vector("layer_norm2.weight", count: c), r.vector("layer_norm2.bias", count: c))
+        q = r.matrix("self_attn.q_proj.weight", rows: c, cols: c)
+        k = r.matrix("self_attn.k_proj.weight", rows: c, cols: c)
+        v = r.matrix("self_attn.v_proj.weight", rows: c, cols: c)
+        out = r.matrix("self_attn.out_proj.weight", rows: c, cols: c)
+        qBias = r.vector("self_attn.q_proj.bias", count: c)
+        kBias = r.vector("self_attn.k_proj.bias", count: c)
+        vBias = r.vector("self_attn.v_proj.bias", count: c)
+        outBias = r.vector("self_attn.out_proj.bias", count: c)
+        fc1 = r.matrix("mlp.fc1.weight", rows: f, cols: c)
+        fc1Bias = r.vector("mlp.fc1.bias", count: f)
+        fc2 = r.matrix("mlp.fc2.weight", rows: c, cols: f)
+        fc2Bias = r.vector("mlp.fc2.bias", count: c)
+        heads = cfg.numAttentionHeads
+        eps = cfg.layerNormEps
+    }
+
+    var weightBytes: Int { [q, k, v, out, fc1, fc2].reduce(0) { $0 + $1.byteCount } }
+
+    final class Scratch {
+        let normed, q, k, v, attn, mlp: FloatBuffer
+        init(config c: SiglipConfig, tokens t: Int) {
+            normed = FloatBuffer(count: t * c.hiddenSize)
+            q = FloatBuffer(count: t * c.hiddenSize)
+            k = FloatBuffer(count: t * c.hiddenSize)
+            v = FloatBuffer(count: t * c.hiddenSize)
+            attn = FloatBuffer(count: t * c.hiddenSize)
+            mlp = FloatBuffer(count: t * c.intermediateSize)
+        }
+    }
+
+    func forward(_ x: UnsafeMutablePointer<Float>, tokens n: Int, scratch s: Scratch) {
+        let c = q.rows, hd = c / heads
+        layerNorm(x, n, c, norm1, eps, into: s.normed.pointer)
+        linear(s.normed.pointer, n, q, qBias, into: s.q.pointer)
+        linear(s.normed.pointer, n, k, kBias, into: s.k.pointer)
+        linear(s.normed.pointer, n, v, vBias, into: s.v.pointer)
+        Attention.dense(q: s.q.pointer, qStride: c, k: s.k.pointer, v: s.v.pointer, kvStride: c, queries: n, keys: n,
+                        heads: heads, headDim: hd, scale: 1 / Float(hd).squareRoot(), into: s.attn.pointer, outStride: c)
+        linear(s.attn.pointer, n, out, outBias, into: s.normed.pointer)
+        axpy(1, s.normed.pointer, x, n * c)
+        layerNorm(x, n, c, norm2, eps, into: s.normed.pointer)
+        linear(s.normed.pointer, n, fc1, fc1Bias, into: s.mlp.pointer)
+        Activation.geluTanh(s.mlp.pointer, count: n * fc1.rows)
+        linear(s.mlp.pointer, n, fc2, fc2Bias, into: s.normed.pointer)
+        axpy(1, s.normed.pointer, x, n * c)
+    }
+}
+
+/// y = x·Wᵀ + b over `tokens` rows.
+@inline(__always)
+func linear(_ x: UnsafePointer<Float>, _ tokens: Int, _ w: WeightMatrix, _ bias: [Float]?,
+            into y: UnsafeMutablePointer<Float>) {
+    if let bias {
+        bias.withUnsafeBufferPointer { Linear.forward(x, tokens: tokens, weight: w, bias: $0.baseAddress!, into: y) }
+    } else {
+        Linear.forward(x, tokens: tokens, weight: w, bias: nil, into: y)
+    }
+}
+
+/// LayerNorm of [rows, dim] with a (weight, bias) pair.
+@inline(__always)
+func layerNorm(_ x: UnsafePointer<Float>, _ rows: Int, _ dim: Int, _ p: (weight: [Float], bias: [Float]), _ eps: Float,
+               into y: UnsafeMutablePointer<Float>) {
+    p.weight.withUnsafeBufferPointer { w in
+        p.bias.withUnsafeBufferPointer { b in
+            Norm.layer(x, rows: rows, dim: dim, weight: w.baseAddress!, bias: b.baseAddress!, eps: eps, into: y)
+        }
+    }
+}
