@@ -21,6 +21,8 @@ public struct BenchmarkResult: Sendable, Codable {
     public var peakRSSBytes: Int
     /// Memory read ceiling measured right after the decode runs (shared machines drift), if asked for.
     public var readBandwidth: Double?
+    /// The multimodal encoders' timings, when the checkpoint has them.
+    public var encoders: [EncoderTiming]?
 
     enum CodingKeys: String, CodingKey {
         case model, weights, threads, repeats
@@ -29,7 +31,7 @@ public struct BenchmarkResult: Sendable, Codable {
         case timeToFirstTokenSeconds = "time_to_first_token_seconds"
         case prefillSamples = "prefill_samples", decodeSamples = "decode_samples"
         case weightBytes = "weight_bytes", decodeBytesPerToken = "decode_bytes_per_token", kvCacheBytes = "kv_cache_bytes", peakRSSBytes = "peak_rss_bytes"
-        case readBandwidth = "read_bandwidth_bytes_per_second"
+        case readBandwidth = "read_bandwidth_bytes_per_second", encoders
     }
 }
 

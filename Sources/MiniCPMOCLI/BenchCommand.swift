@@ -27,6 +27,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(name: .long, help: "Also measure the memory read ceiling right after decoding and report decode against it.")
     var bandwidth = false
 
+    @Flag(name: .long, help: "Only the multimodal encoders (works on a checkpoint without language-model weights).")
+    var encoders = false
+
     @Flag(name: .long, help: "Print one JSON object.")
     var json = false
 
@@ -47,14 +50,29 @@ struct BenchCommand: ParsableCommand {
             }
             return
         }
+        if encoders {
+            runtime.apply()
+            do {
+                let timings = try EncoderBenchmark.run(directory: model!, repeats: repeats, progress: note)
+                if json {
+                    writeOut(String(decoding: try jsonEncoder().encode(["threads": Threading.count]), as: UTF8.self).dropLast()
+                             + ",\"encoders\":" + String(decoding: try jsonEncoder().encode(timings), as: UTF8.self) + "}\n")
+                } else {
+                    writeOut(timings.map(encoderLine).joined())
+                    if timings.isEmpty { writeOut("no encoders in \(model!)\n") }
+                }
+            } catch {
+                fail(error, code: 1)
+            }
+            return
+        }
         let loaded = runtime.load(model!)
         do {
-            let r = try Benchmark.run(loaded, promptTokens: promptTokens, genTokens: genTokens, repeats: repeats,
+            var r = try Benchmark.run(loaded, promptTokens: promptTokens, genTokens: genTokens, repeats: repeats,
                                       measureBandwidth: bandwidth, progress: note)
+            r.encoders = try EncoderBenchmark.run(loaded, repeats: repeats, progress: note)
             if json {
-                let enc = JSONEncoder()
-                enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                writeOut(String(decoding: try enc.encode(r), as: UTF8.self) + "\n")
+                writeOut(String(decoding: try jsonEncoder().encode(r), as: UTF8.self) + "\n")
             } else {
                 writeOut(String(format: """
                     model        %@ (%@ weights, %d threads)
@@ -67,6 +85,7 @@ struct BenchCommand: ParsableCommand {
                     r.decodeTokensPerSecond, r.genTokens,
                     r.decodeTokensPerSecond * Double(r.decodeBytesPerToken) / 1e9, r.timeToFirstTokenSeconds, Double(r.weightBytes) / 1e9,
                     Double(r.kvCacheBytes) / 1e6, Double(r.peakRSSBytes) / 1e9))
+                writeOut((r.encoders ?? []).map(encoderLine).joined())
                 if let bw = r.readBandwidth {
                     let used = r.decodeTokensPerSecond * Double(r.decodeBytesPerToken)
                     writeOut(String(format: "bandwidth    %.1f GB/s read ceiling; decode uses %.0f%%\n", bw / 1e9, 100 * used / bw))
@@ -76,4 +95,14 @@ struct BenchCommand: ParsableCommand {
             fail(error, code: 1)
         }
     }
+}
+
+func jsonEncoder() -> JSONEncoder {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return enc
+}
+
+func encoderLine(_ t: EncoderTiming) -> String {
+    String(format: "%@ %.3f s median of %d (%@)\n", t.component.padding(toLength: 12, withPad: " ", startingAt: 0), t.medianSeconds, t.samples.count, t.input)
 }

@@ -1,0 +1,65 @@
+import Foundation
+
+/// Timings of the multimodal encoders, as `minicpmo bench` reports them.
+public struct EncoderTiming: Sendable, Codable {
+    public var component: String
+    /// What one run processes, e.g. "448x448 slice (1024 patches) -> 64 embeddings".
+    public var input: String
+    public var medianSeconds: Double
+    public var samples: [Double]
+
+    enum CodingKeys: String, CodingKey {
+        case component, input, samples
+        case medianSeconds = "median_seconds"
+    }
+}
+
+public enum EncoderBenchmark {
+    /// Every encoder the checkpoint has, each timed `repeats` times after one warm-up run. Needs only
+    /// the encoders' tensors (a checkpoint without language-model weights works).
+    public static func run(directory: String, repeats: Int, progress: (String) -> Void = { _ in }) throws -> [EncoderTiming] {
+        let config = try ModelConfig(directory: directory)
+        let checkpoint = try Checkpoint(directory: directory)
+        var out: [EncoderTiming] = []
+        if let vc = try VisionConfig.decode(config) {
+            let vision = try VisionModel.load(checkpoint, config: vc)
+            out.append(vision448(vision, repeats: repeats))
+            progress(String(format: "vision: %.3f s per 448x448 slice", out.last!.medianSeconds))
+        }
+        return out
+    }
+
+    /// The encoders of a loaded model (none for a plain language model).
+    public static func run(_ model: MiniCPMOModel, repeats: Int, progress: (String) -> Void = { _ in }) throws -> [EncoderTiming] {
+        guard model.config.kind == .minicpmo else { return [] }
+        var out: [EncoderTiming] = []
+        do {
+            out.append(vision448(try model.vision(), repeats: repeats))
+        } catch {
+            progress("vision encoder not timed: \(error)")
+        }
+        return out
+    }
+
+    /// SigLIP + resampler on one 448×448 slice (the size every slice of a large image has).
+    public static func vision448(_ m: VisionModel, repeats: Int) -> EncoderTiming {
+        let p = m.config.siglip.patchSize, side = m.config.slice.scaleResolution / p
+        var rng = Xoshiro256(seed: 3)
+        let strip = (0..<(3 * p * side * side * p)).map { _ in Float(rng.next() % 2001) / 1000 - 1 }
+        let samples = time(repeats: repeats) {
+            _ = strip.withUnsafeBufferPointer { m.forward(strip: $0.baseAddress!, rows: side, cols: side) }
+        }
+        let px = side * p
+        return EncoderTiming(component: "vision", input: "\(px)x\(px) slice (\(side * side) patches) -> \(m.config.queryNum) embeddings",
+                             medianSeconds: Benchmark.median(samples), samples: samples)
+    }
+
+    static func time(repeats: Int, _ body: () -> Void) -> [Double] {
+        body()  // warm-up: faults the weights in
+        return (0..<repeats).map { _ in
+            let t0 = Date()
+            body()
+            return Date().timeIntervalSince(t0)
+        }
+    }
+}
