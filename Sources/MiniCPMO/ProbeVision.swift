@@ -1,4 +1,5 @@
 import Foundation
+import Media
 
 extension Probe {
     /// pixel_values [N, 3, p, Lmax·p] (patch strips), tgt_sizes [N, 2], optional patch_attention_mask
@@ -51,5 +52,50 @@ extension Probe {
             resampled += e.array.prefix(q * h)
         }
         return [.f32("last_hidden_state", shape: [n, lmax, c], hidden), .f32("resampler_output", shape: [n, q, h], resampled)]
+    }
+}
+
+extension Probe {
+    /// image U8 [h, w, 3], optional max_slice_nums [1] → pixel_values [K, 3, p, Lmax·p], tgt_sizes [K, 2],
+    /// grid [2] (columns, rows; 0, 0 unsliced), placeholder_ids [P] (image index 0).
+    static func image(_ model: MiniCPMOModel, inputs: SafetensorsFile) throws -> [SafetensorsWriter.Entry] {
+        guard let t = inputs.tensors["image"] else { throw ProbeError.input("missing input 'image' (expected U8 [h, w, 3])") }
+        guard t.dtype == .u8, t.shape.count == 3, t.shape[2] == 3, t.shape[0] > 0, t.shape[1] > 0 else {
+            throw ProbeError.input("input 'image' has \(t.dtype.rawValue) \(t.shape), expected U8 [h, w, 3]")
+        }
+        var maxSlices: Int?
+        if inputs.tensors["max_slice_nums"] != nil {
+            let m = try integerInput(inputs, "max_slice_nums", rank: 1, expected: "[1]")
+            guard m.shape == [1], let v = m.integers().first, v >= 1, v <= 1024 else {
+                throw ProbeError.input("input 'max_slice_nums' must be one integer in 1…1024")
+            }
+            maxSlices = Int(v)
+        }
+        let pixels = [UInt8](UnsafeRawBufferPointer(start: t.data, count: t.byteCount))
+        let rgb: RGBImage
+        do { rgb = try RGBImage(width: t.shape[1], height: t.shape[0], pixels: pixels) } catch { throw ProbeError.input("\(error)") }
+        let vc = try model.vision().config
+        let config = SliceConfig(maxSliceNums: vc.sliceMode ? maxSlices ?? vc.slice.maxSliceNums : 1,
+                                 scaleResolution: vc.slice.scaleResolution, patchSize: vc.slice.patchSize)
+        let pre: PreprocessedImage
+        do { pre = try ImagePreprocessor(config: config).preprocess(rgb) } catch { throw ProbeError.input("\(error)") }
+        let p = vc.slice.patchSize
+        let lmax = pre.images.map(\.patchCount).max() ?? 0
+        var values = [Float](repeating: 0, count: pre.images.count * 3 * p * lmax * p)
+        for (k, strip) in pre.images.enumerated() {
+            let w = strip.patchCount * p
+            for line in 0..<(3 * p) {
+                let dst = (k * 3 * p + line) * lmax * p
+                values.replaceSubrange(dst..<(dst + w), with: strip.pixels[(line * w)..<((line + 1) * w)])
+            }
+        }
+        let text = ImagePreprocessor.placeholderText(imageIndex: 0, grid: pre.grid, queryNum: vc.queryNum, useImageID: vc.useImageID)
+        let ids = try model.tokenizer().encode(text).map(Int64.init)
+        return [
+            .f32("pixel_values", shape: [pre.images.count, 3, p, lmax * p], values),
+            .i64("tgt_sizes", shape: [pre.images.count, 2], pre.images.flatMap { [Int64($0.tgtRows), Int64($0.tgtCols)] }),
+            .i64("grid", shape: [2], [Int64(pre.grid?.columns ?? 0), Int64(pre.grid?.rows ?? 0)]),
+            .i64("placeholder_ids", shape: [ids.count], ids),
+        ]
     }
 }

@@ -6,12 +6,18 @@ struct ChatCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat",
         abstract: "Interactive multi-turn chat (also reads piped stdin, one message per line).",
-        discussion: "Commands: /reset starts a new conversation, /quit (or Ctrl-D) leaves.")
+        discussion: "Commands: /image PATH attaches an image to your next message, /reset starts a new conversation, /quit (or Ctrl-D) leaves.")
 
     @OptionGroup var model: ModelOptions
 
     @Option(name: .long, help: "A system message that opens every conversation.")
     var system: String?
+
+    @Option(name: .long, help: "An image (PNG or JPEG) attached to the first message (repeatable).")
+    var image: [String] = []
+
+    @Option(name: .long, help: "Most slices per image (default: the model's, 9); 1 disables slicing.")
+    var maxSliceNums: Int?
 
     @OptionGroup var sampling: SamplingOptions
 
@@ -21,23 +27,38 @@ struct ChatCommand: ParsableCommand {
         do { generator = try loaded.textGenerator() } catch { fail(error, code: 1) }
         let interactive = isatty(STDIN_FILENO) != 0
         let session = LanguageSession(model: loaded.llm)
-        var messages: [ChatMessage] = system.map { [.system($0)] } ?? []
-        if interactive { note("Type a message; /reset starts over, /quit or Ctrl-D leaves.") }
+        var messages: [MultimodalMessage] = system.map { [.system($0)] } ?? []
+        var pending: [ContentPart] = []
+        func attach(_ path: String) {
+            do {
+                pending.append(.image(try encodeImageFile(path, model: loaded, maxSliceNums: maxSliceNums)))
+            } catch {
+                note("error: \(error)")  // a bad file must not end the conversation
+            }
+        }
+        image.forEach(attach)
+        if interactive { note("Type a message; /image PATH attaches an image, /reset starts over, /quit or Ctrl-D leaves.") }
         while true {
             if interactive { FileHandle.standardError.write(Data("> ".utf8)) }
             guard let line = readLine(strippingNewline: true) else { break }
             let text = line.trimmingCharacters(in: .whitespaces)
             if text.isEmpty { continue }
             if text == "/quit" || text == "/exit" { break }
+            if text.hasPrefix("/image ") {
+                attach(String(text.dropFirst(7)).trimmingCharacters(in: .whitespaces))
+                continue
+            }
             if text == "/reset" {
                 messages = system.map { [.system($0)] } ?? []
+                pending = []
                 session.reset()
                 note("[conversation reset]")
                 continue
             }
-            messages.append(.user(text))
-            let ids = generator.tokenizer.encode(ChatTemplate.render(messages))
+            messages.append(.user(pending + [.text(text)]))
+            pending = []
             do {
+                let ids = try loaded.prompt(messages, tokenizer: generator.tokenizer)
                 let result = try generator.generate(prompt: ids, session: session, options: sampling.generation) { piece in
                     writeOut(piece)
                     return true
@@ -45,9 +66,9 @@ struct ChatCommand: ParsableCommand {
                 writeOut("\n")
                 note(rateLine(result.timings))
                 messages.append(.assistant(result.text))
-            } catch let e as GenerationError {
+            } catch where error is GenerationError || error is MultimodalError {
                 // e.g. the conversation outgrew the context: report it and let the user /reset
-                note("error: \(e)")
+                note("error: \(error)")
                 messages.removeLast()
             } catch {
                 fail(error, code: 1)

@@ -15,6 +15,12 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .long, help: "A system message before the prompt.")
     var system: String?
 
+    @Option(name: .long, help: "An image (PNG or JPEG) placed before the prompt text (repeatable).")
+    var image: [String] = []
+
+    @Option(name: .long, help: "Most slices per image (default: the model's, 9); 1 disables slicing.")
+    var maxSliceNums: Int?
+
     @OptionGroup var sampling: SamplingOptions
 
     @Flag(name: .long, help: "Print one JSON object (text, token_ids, prompt_tokens, finish_reason, timings) instead of streaming.")
@@ -22,16 +28,18 @@ struct GenerateCommand: ParsableCommand {
 
     func validate() throws {
         if prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { throw ValidationError("the prompt is empty") }
+        if let m = maxSliceNums, m < 1 { throw ValidationError("--max-slice-nums must be at least 1") }
     }
 
     func run() throws {
         let loaded = model.load()
         do {
             let generator = try loaded.textGenerator()
-            var messages: [ChatMessage] = []
+            var messages: [MultimodalMessage] = []
             if let system { messages.append(.system(system)) }
-            messages.append(.user(prompt))
-            let ids = generator.tokenizer.encode(ChatTemplate.render(messages))
+            let images = try image.map { try encodeImageFile($0, model: loaded, maxSliceNums: maxSliceNums) }
+            messages.append(.user(images.map { .image($0) } + [.text(prompt)]))
+            let ids = try loaded.prompt(messages, tokenizer: generator.tokenizer)
             let session = LanguageSession(model: loaded.llm)
             let result = try generator.generate(prompt: ids, session: session, options: sampling.generation) { piece in
                 if !json { writeOut(piece) }

@@ -87,3 +87,12 @@ func rateLine(_ t: GenerationTimings) -> String {
     String(format: "[%d prompt tokens (%d cached) at %.1f tok/s, %d generated at %.1f tok/s]",
            t.promptTokens, t.cachedTokens, t.prefillTokensPerSecond, t.generatedTokens, t.decodeTokensPerSecond)
 }
+
+/// Decodes and encodes one image file, noting its size and slicing on stderr.
+func encodeImageFile(_ path: String, model: MiniCPMOModel, maxSliceNums: Int?) throws -> EncodedImage {
+    let t0 = Date()
+    let image = try model.encodeImage(contentsOf: URL(fileURLWithPath: path), maxSliceNums: maxSliceNums)
+    note(String(format: "[image %@: %d×%d, %@, %d model images encoded in %.2f s]", path, image.width, image.height,
+                image.grid.map { "sliced \($0)" } ?? "not sliced", image.embeddings.count, Date().timeIntervalSince(t0)))
+    return image
+}
