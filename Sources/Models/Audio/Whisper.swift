@@ -1,0 +1,190 @@
+import Foundation
+import Kernels
+import Weights
+
+/// The Whisper encoder of MiniCPM-o (`apm.*`, spec §4.2), one mel row at a time:
+///   x = gelu(conv1(mel));  x = gelu(conv2(x)) (stride 2);  x += positions[0 ..< T']
+///   per layer:  x += out(MHA(LN₁(x)) under the chunk mask);  x += fc2(gelu(fc1(LN₂(x))))
+///   x = LN(x)
+/// Query frame i sees key frames j < min(T', (i / chunk + 1) · chunk): 1-second blocks, causal
+/// between blocks, as MiniCPM-o's non-streaming path masks them.
+public final class WhisperEncoder: @unchecked Sendable {
+    public let config: AudioConfig
+    let conv1, conv2: WeightMatrix          // [d, mel·3], [d, d·3]
+    let conv1Bias, conv2Bias: [Float]
+    let positions: WeightMatrix             // [1500, d]
+    let layers: [WhisperLayer]
+    let norm: (weight: [Float], bias: [Float])
+    static let eps: Float = 1e-5
+
+    public init(config: AudioConfig, reader r: WeightReader) {
+        self.config = config
+        let d = config.dModel
+        conv1 = r.matrix("conv1.weight", shape: [d, config.numMelBins, 3])
+        conv1Bias = r.vector("conv1.bias", count: d)
+        conv2 = r.matrix("conv2.weight", shape: [d, d, 3])
+        conv2Bias = r.vector("conv2.bias", count: d)
+        positions = r.matrix("embed_positions.weight", rows: config.maxSourcePositions, cols: d)
+        layers = (0..<config.encoderLayers).map { WhisperLayer(config: config, reader: r.scoped("layers.\($0)")) }
+        norm = (r.vector("layer_norm.weight", count: d), r.vector("layer_norm.bias", count: d))
+    }
+
+    /// Encoder frames for `frames` mel frames: (T − 1) / 2 + 1.
+    public static func outputFrames(_ frames: Int) -> Int { (frames - 1) / 2 + 1 }
+
+    /// Hidden states [T', d] after the final LayerNorm for a mel row [mel, T] (bins × frames).
+    public func forward(mel: UnsafePointer<Float>, frames t: Int) -> FloatBuffer {
+        let d = config.dModel, bins = config.numMelBins
+        // conv1 (k 3, pad 1) as im2col + GEMM: column (c, k) of frame i holds mel[c][i + k − 1]
+        let cols1 = FloatBuffer(zeros: t * bins * 3)
+        for i in 0..<t {
+            let row = cols1.pointer + i * bins * 3
+            for c in 0..<bins {
+                for k in 0..<3 where i + k - 1 >= 0 && i + k - 1 < t { row[c * 3 + k] = mel[c * t + i + k - 1] }
+            }
+        }
+        let h1 = FloatBuffer(count: t * d)
+        linear(cols1.pointer, t, conv1, conv1Bias, into: h1.pointer)
+        Activation.geluErf(h1.pointer, count: t * d)
+        // conv2 (k 3, stride 2, pad 1): column (c, k) of frame i holds h1[2i + k − 1][c]
+        let n = Self.outputFrames(t)
+        let cols2 = FloatBuffer(zeros: n * d * 3)
+        for i in 0..<n {
+            let row = cols2.pointer + i * d * 3
+            for k in 0..<3 {
+                let src = 2 * i + k - 1
+                guard src >= 0 && src < t else { continue }
+                let s = h1.pointer + src * d
+                for c in 0..<d { row[c * 3 + k] = s[c] }
+            }
+        }
+        let x = FloatBuffer(count: n * d)
+        linear(cols2.pointer, n, conv2, conv2Bias, into: x.pointer)
+        Activation.geluErf(x.pointer, count: n * d)
+        let pos = FloatBuffer(count: d)
+        for i in 0..<n {
+            // past the table (only streaming gets there) the last row repeats, as the reference does
+            positions.readRow(min(i, positions.rows - 1), into: pos.pointer)
+            axpy(1, pos.pointer, x.pointer + i * d, d)
+        }
+        let chunk = config.chunkFrames
+        let visible: (Int) -> Int = { i in chunk > 0 ? min(n, (i / chunk + 1) * chunk) : n }
+        let scratch = WhisperLayer.Scratch(config: config, tokens: n)
+        for layer in layers { layer.forward(x.pointer, tokens: n, visibleKeys: visible, scratch: scratch) }
+        layerNorm(x.pointer, n, d, norm, Self.eps, into: x.pointer)
+        return x
+    }
+
+    var weightBytes: Int { conv1.byteCount + conv2.byteCount + positions.byteCount + layers.reduce(0) { $0 + $1.weightBytes } }
+}
+
+/// A pre-LN Whisper encoder block: k_proj has no bias; exact-erf GELU MLP.
+struct WhisperLayer: @unchecked Sendable {
+    let norm1, norm2: (weight: [Float], bias: [Float])
+    let q, k, v, out, fc1, fc2: WeightMatrix
+    let qBias, vBias, outBias, fc1Bias, fc2Bias: [Float]
+    let heads: Int
+
+    init(config cfg: AudioConfig, reader r: WeightReader) {
+        let d = cfg.dModel, f = cfg.encoderFFNDim
+        norm1 = (r.vector("self_attn_layer_norm.weight", count: d), r.vector("self_attn_layer_norm.bias", count: d))
+        norm2 = (r.vector("final_layer_norm.weight", count: d), r.vector("final_layer_norm.bias", count: d))
+        q = r.matrix("self_attn.q_proj.weight", rows: d, cols: d)
+        k = r.matrix("self_attn.k_proj.weight", rows: d, cols: d)
+        v = r.matrix("self_attn.v_proj.weight", rows: d, cols: d)
+        out = r.matrix("self_attn.out_proj.weight", rows: d, cols: d)
+        qBias = r.vector("self_attn.q_proj.bias", count: d)
+        vBias = r.vector("self_attn.v_proj.bias", count: d)
+        outBias = r.vector("self_attn.out_proj.bias", count: d)
+        fc1 = r.matrix("fc1.weight", rows: f, cols: d)
+        fc1Bias = r.vector("fc1.bias", count: f)
+        fc2 = r.matrix("fc2.weight", rows: d, cols: f)
+        fc2Bias = r.vector("fc2.bias", count: d)
+        heads = cfg.encoderAttentionHeads
+    }
+
+    var weightBytes: Int { [q, k, v, out, fc1, fc2].reduce(0) { $0 + $1.byteCount } }
+
+    final class Scratch {
+        let normed, q, k, v, attn, mlp: FloatBuffer
+        init(config c: AudioConfig, tokens t: Int) {
+            normed = FloatBuffer(count: t * c.dModel)
+            q = FloatBuffer(count: t * c.dModel)
+            k = FloatBuffer(count: t * c.dModel)
+            v = FloatBuffer(count: t * c.dModel)
+            attn = FloatBuffer(count: t * c.dModel)
+            mlp = FloatBuffer(count: t * c.encoderFFNDim)
+        }
+    }
+
+    func forward(_ x: UnsafeMutablePointer<Float>, tokens n: Int, visibleKeys: @escaping (Int) -> Int, scratch s: Scratch) {
+        let d = q.rows, hd = d / heads
+        layerNorm(x, n, d, norm1, WhisperEncoder.eps, into: s.normed.pointer)
+        linear(s.normed.pointer, n, q, qBias, into: s.q.pointer)
+        linear(s.normed.pointer, n, k, nil, into: s.k.pointer)
+        linear(s.normed.pointer, n, v, vBias, into: s.v.pointer)
+        Attention.dense(q: s.q.pointer, qStride: d, k: s.k.pointer, v: s.v.pointer, kvStride: d, queries: n, keys: n,
+                        heads: heads, headDim: hd, scale: 1 / Float(hd).squareRoot(), visibleKeys: visibleKeys,
+                        into: s.attn.pointer, outStride: d)
+        linear(s.attn.pointer, n, out, outBias, into: s.normed.pointer)
+        axpy(1, s.normed.pointer, x, n * d)
+        layerNorm(x, n, d, norm2, WhisperEncoder.eps, into: s.normed.pointer)
+        linear(s.normed.pointer, n, fc1, fc1Bias, into: s.mlp.pointer)
+        Activation.geluErf(s.mlp.pointer, count: n * fc1.rows)
+        linear(s.mlp.pointer, n, fc2, fc2Bias, into: s.normed.pointer)
+        axpy(1, s.normed.pointer, x, n * d)
+    }
+}
+
+/// Whisper encoder + projector (linear → ReLU → linear) + average pooling: a mel row → LLM embeddings
+/// at 25 per second (spec §4.3).
+public final class AudioModel: @unchecked Sendable {
+    public let config: AudioConfig
+    public let encoder: WhisperEncoder
+    let linear1, linear2: WeightMatrix
+    let bias1, bias2: [Float]
+
+    public init(config: AudioConfig, reader: WeightReader) {
+        self.config = config
+        encoder = WhisperEncoder(config: config, reader: reader.scoped("apm"))
+        let p = reader.scoped("audio_projection_layer")
+        let inDim = config.encoderFFNDim / 4  // the reference's rule; equals d_model for Whisper
+        linear1 = p.matrix("linear1.weight", rows: config.embedDim, cols: inDim)
+        bias1 = p.vector("linear1.bias", count: config.embedDim)
+        linear2 = p.matrix("linear2.weight", rows: config.embedDim, cols: config.embedDim)
+        bias2 = p.vector("linear2.bias", count: config.embedDim)
+        if inDim != config.dModel {
+            reader.record("audio projector input \(inDim) (encoder_ffn_dim / 4) differs from d_model \(config.dModel)")
+        }
+    }
+
+    public static func load(_ checkpoint: Checkpoint, config: AudioConfig) throws -> AudioModel {
+        let reader = checkpoint.reader(prefix: "")
+        let model = AudioModel(config: config, reader: reader)
+        try reader.validate()
+        return model
+    }
+
+    /// LLM embeddings kept per piece of `frames` mel frames: (T' − 2) / 2 + 1.
+    public static func tokens(frames: Int) -> Int { (WhisperEncoder.outputFrames(frames) - 2) / 2 + 1 }
+
+    /// Encoder output [T', d], projected [T', H] and pooled [T' / step, H] for one mel row [mel, T].
+    public func forward(mel: UnsafePointer<Float>, frames: Int) -> (hidden: FloatBuffer, projected: FloatBuffer, pooled: FloatBuffer) {
+        let hidden = encoder.forward(mel: mel, frames: frames)
+        let n = WhisperEncoder.outputFrames(frames), h = config.embedDim
+        let mid = FloatBuffer(count: n * h)
+        linear(hidden.pointer, n, linear1, bias1, into: mid.pointer)
+        for i in 0..<(n * h) where mid.pointer[i] < 0 { mid.pointer[i] = 0 }
+        let projected = FloatBuffer(count: n * h)
+        linear(mid.pointer, n, linear2, bias2, into: projected.pointer)
+        let step = config.poolStep, m = n / step
+        let pooled = FloatBuffer(zeros: m * h)
+        for i in 0..<m {
+            let o = pooled.pointer + i * h
+            for s in 0..<step { axpy(1 / Float(step), projected.pointer + (i * step + s) * h, o, h) }
+        }
+        return (hidden, projected, pooled)
+    }
+
+    public var weightBytes: Int { encoder.weightBytes + linear1.byteCount + linear2.byteCount }
+}
