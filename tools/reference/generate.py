@@ -7,6 +7,11 @@ deterministic: the same pinned packages give byte-identical files.
 
     python tools/reference/generate.py                      # writes Tests/Fixtures
     python tools/reference/generate.py --geometry qwen2.5-0.5b --out models/qwen2.5-0.5b-random
+    python tools/reference/generate.py --geometry minicpmo-vision --out models/minicpmo-vision-random
+
+tiny-minicpmo also carries random vision weights (`vpm.*`, `resampler.*`, see vision.py), the MiniCPM-o
+special tokens, and the vision references (reference/vision-tiny-minicpmo.safetensors,
+reference/generate-vision-tiny-minicpmo.json, probe/vision-input.safetensors).
 """
 import argparse
 import json
@@ -18,6 +23,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 from transformers import Qwen2Config, Qwen2ForCausalLM
+
+import vision as vis
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "Tests" / "Fixtures"
@@ -76,6 +83,27 @@ MINICPMO_EXTRA = {
     "init_tts": True,
     "chunk_input": True,
 }
+
+
+# MiniCPM-o 2.6 with only its vision tower for benchmarks: the real LLM fields (one layer; no LLM tensors
+# are stored) and the real vision_config.
+MINICPMO_VISION_GEOMETRY = dict(vocab_size=151700, hidden_size=3584, intermediate_size=18944,
+                                num_hidden_layers=1, num_attention_heads=28, num_key_value_heads=4,
+                                tie_word_embeddings=False, kind="minicpmo")
+
+VISION_SEED = 300  # the tiny vision weights' own generator: drawn after the LLM, which stays as it was
+IMAGES = FIXTURES / "images"
+
+# MiniCPM-o's added tokens after Qwen2's three (spec §6.3), numbered from 151646 in this order, except `<unk>`
+# (see minicpmo_added_tokens). They take the place of Qwen2.5's 151646-151664 added tokens.
+MINICPMO_SPECIAL = ["<image>", "</image>", "<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>", "<point>",
+                    "</point>", "<slice>", "</slice>", "<image_id>", "</image_id>", "<unit>", "</unit>", "<asr>",
+                    "</asr>", "<query>", "</query>", "<|audio_start|>", "<|audio|>", "<|audio_end|>", "<|spk_bos|>",
+                    "<|spk|>", "<|spk_eos|>", "<|tts_bos|>", "<|tts_eos|>", "<|listen|>", "<|speak|>",
+                    "<|interrupt|>", "<|vad_start|>", "<|vad_end|>", "<reserved_43>", "<reserved_53>", "<unk>"]
+CHATML_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+                   "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+                   "{% endif %}")
 
 
 # The fields a published Qwen2/Qwen2.5 config.json carries (the generic PretrainedConfig ones are left out).
@@ -219,21 +247,82 @@ def write_generation_reference(path, model, config, tokenizer):
     path.write_text(json.dumps(cases, indent=1, ensure_ascii=False) + "\n")
 
 
-def load_qwen2_tokenizer():
+def qwen2_tokenizer_json():
     import gzip
-    from tokenizers import Tokenizer
     blob = (FIXTURES / "tokenizer" / "qwen2" / "tokenizer.json.gz").read_bytes()
-    return Tokenizer.from_str(gzip.decompress(blob).decode("utf-8"))
+    return json.loads(gzip.decompress(blob).decode("utf-8"))
+
+
+def load_qwen2_tokenizer():
+    from tokenizers import Tokenizer
+    return Tokenizer.from_str(json.dumps(qwen2_tokenizer_json()))
+
+
+def minicpmo_added_tokens():
+    """Sorted by id. `<unk>` is already in Qwen2's BPE vocabulary (128244, like `<s>` 128245): an added token
+    whose text the vocabulary holds keeps that id (`tokenizers` and transformers both resolve it so), so
+    it takes no new slot and the others run 151646..151680."""
+    vocab_unk = 128244
+    names = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + [t for t in MINICPMO_SPECIAL if t != "<unk>"]
+    ids = [vocab_unk] + [151643 + i for i in range(len(names))]
+    names = ["<unk>"] + names
+    tokens = [dict(id=i, content=n, single_word=False, lstrip=False, rstrip=False, normalized=False, special=True)
+              for i, n in zip(ids, names)]
+    assert max(ids) < 151700
+    return tokens
+
+
+def load_minicpmo_tokenizer():
+    """Qwen2's BPE with MiniCPM-o's added tokens in place of Qwen2.5's."""
+    from tokenizers import Tokenizer
+    tj = qwen2_tokenizer_json()
+    tj["added_tokens"] = minicpmo_added_tokens()
+    return Tokenizer.from_str(json.dumps(tj))
+
+
+def write_minicpmo_tokenizer(directory):
+    """vocab.json + merges.txt linked from the Qwen2 fixture, added tokens in tokenizer_config.json."""
+    for f in ("vocab.json.gz", "merges.txt.gz"):
+        os.symlink(f"../../tokenizer/qwen2/{f}", directory / f)
+    config = {"added_tokens_decoder": {str(t["id"]): {k: v for k, v in t.items() if k != "id"}
+                                       for t in minicpmo_added_tokens()},
+              "additional_special_tokens": MINICPMO_SPECIAL[:-1],
+              "bos_token": None, "chat_template": CHATML_TEMPLATE, "eos_token": "<|im_end|>",
+              "model_max_length": 32768, "pad_token": "<|endoftext|>", "tokenizer_class": "Qwen2Tokenizer",
+              "unk_token": "<unk>"}
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+
+def second_image():
+    """The second picture of the two-image case: moon.png (512x512 grayscale, from tools/reference/images.py)
+    is sliced into a 1 x 2 grid (a tie in the grid search; rows joined by "\\n" in the placeholder)."""
+    return "moon.png" if (IMAGES / "moon.png").exists() else "coffee.png"
+
+
+def write_minicpmo_vision_geometry(out):
+    spec = MINICPMO_VISION_GEOMETRY
+    fields = {k: v for k, v in spec.items() if k != "kind"}
+    config = Qwen2Config(max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6, hidden_act="silu",
+                         bos_token_id=151643, eos_token_id=151645, initializer_range=0.02, **fields)
+    vision = vis.Vision(vis.VISION_REAL, spec["hidden_size"], seed=VISION_SEED)
+    d = config_json(config, spec)
+    d["vision_config"] = vision.config
+    vis.save_vision_only_checkpoint(out, d, vision.bf16)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--geometry", choices=sorted(GEOMETRIES), help="make one large random checkpoint")
+    ap.add_argument("--geometry", choices=sorted(GEOMETRIES) + ["minicpmo-vision"],
+                    help="make one large random checkpoint")
     ap.add_argument("--out", help="output folder for --geometry")
     args = ap.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
 
+    if args.geometry == "minicpmo-vision":
+        write_minicpmo_vision_geometry(args.out)
+        print(f"wrote {args.out}")
+        return
     if args.geometry:
         spec = dict(GEOMETRIES[args.geometry], kind="qwen2", shards=1)
         torch.set_default_dtype(torch.bfloat16)  # a 7B-wide model in float32 would need 2x the memory
@@ -246,12 +335,28 @@ def main():
     for i, (name, spec) in enumerate(TINY.items()):
         config, model = build_qwen2(spec, seed=100 + i)
         directory = FIXTURES / "models" / name
-        save_checkpoint(directory, state_dict_for(model, spec), config_json(config, spec), spec["shards"])
+        sd, cfg, vision = state_dict_for(model, spec), config_json(config, spec), None
+        if spec["kind"] == "minicpmo":
+            vision = vis.Vision(vis.VISION_TINY, spec["hidden_size"], seed=VISION_SEED)
+            sd = dict(sorted({**sd, **vision.bf16}.items()))
+            cfg["vision_config"] = vision.config
+        save_checkpoint(directory, sd, cfg, spec["shards"])
         write_reference(FIXTURES / "reference" / f"llm-{name}.safetensors", model, config, seed=200 + i)
         if config.vocab_size >= 151665:
             # the real Qwen2 vocabulary, stored once and linked from each model folder
-            os.symlink("../../tokenizer/qwen2/tokenizer.json.gz", directory / "tokenizer.json.gz")
-            write_generation_reference(FIXTURES / "reference" / f"generate-{name}.json", model, config, tokenizer)
+            if spec["kind"] == "minicpmo":
+                write_minicpmo_tokenizer(directory)
+                tok = load_minicpmo_tokenizer()
+            else:
+                os.symlink("../../tokenizer/qwen2/tokenizer.json.gz", directory / "tokenizer.json.gz")
+                tok = tokenizer
+            write_generation_reference(FIXTURES / "reference" / f"generate-{name}.json", model, config, tok)
+        if vision is not None:
+            (FIXTURES / "probe").mkdir(parents=True, exist_ok=True)
+            vis.write_vision_reference(FIXTURES / "reference" / f"vision-{name}.safetensors",
+                                       FIXTURES / "probe" / "vision-input.safetensors", vision, IMAGES)
+            vis.write_e2e_reference(FIXTURES / "reference" / f"generate-vision-{name}.json",
+                                    float32_twin(model, config), vision, tok, IMAGES, second_image())
         print(f"wrote {name}")
 
     # A ready-made probe input for the README's quick start: a short ChatML prompt's token ids.
