@@ -83,7 +83,7 @@ cic_status cic_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels,
         free(pixels); free(temp); free(rows);
         png_destroy_read_struct(&png, &info, NULL);
         if (status == CIC_OK) status = ctx.truncated ? CIC_TRUNCATED : CIC_CORRUPT;
-        set_message(out, ctx.truncated ? "" : "PNG: ", ctx.message);
+        set_message(out, "", ctx.message);
         return status;
     }
 
@@ -212,7 +212,7 @@ cic_status cic_jpeg_decode(const uint8_t *data, size_t size, uint64_t max_pixels
             char text[JMSG_LENGTH_MAX];
             err.base.format_message((j_common_ptr)&cinfo, text);
             status = err.truncated ? CIC_TRUNCATED : CIC_CORRUPT;
-            set_message(out, err.truncated ? "" : "JPEG: ", err.truncated ? "unexpected end of JPEG data" : text);
+            set_message(out, "", err.truncated ? "unexpected end of JPEG data" : text);
         }
         free(pixels); free(row4);
         if (created) jpeg_destroy_decompress(&cinfo);

@@ -71,7 +71,7 @@ public struct ImageDecoder: Sendable {
         }
     }
 
-    private func decodePixels(_ bytes: [UInt8], format: Format) throws -> RGBImage {
+    func decodePixels(_ bytes: [UInt8], format: Format) throws -> RGBImage {
         var result = cic_image()
         let limit = UInt64(max(0, maxPixels))
         let status = bytes.withUnsafeBufferPointer { buffer in

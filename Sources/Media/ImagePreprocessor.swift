@@ -68,9 +68,12 @@ public struct ImagePreprocessor: Sendable {
     /// Steps 1–3 of spec §3.1: the resized source image and the grid cells, as RGB.
     public func slice(_ image: RGBImage) throws -> SlicedImage {
         let (s, p) = (config.scaleResolution, config.patchSize)
-        guard config.maxSliceNums > 0, s > 0, p > 0 else {
+        // Upper bounds keep the size arithmetic far from overflow.
+        guard (1...1024).contains(config.maxSliceNums), (1...65536).contains(s), (1...s).contains(p),
+              config.std != 0 else {
             throw ImageError.invalidConfiguration(
-                reason: "maxSliceNums \(config.maxSliceNums), scaleResolution \(s), patchSize \(p) must be positive")
+                reason: "maxSliceNums \(config.maxSliceNums) (1...1024), scaleResolution \(s) (1...65536), "
+                    + "patchSize \(p) (1...scaleResolution), std \(config.std) (non-zero)")
         }
         let size = (w: Double(image.width), h: Double(image.height))
         guard let grid = Self.slicedGrid(width: image.width, height: image.height,

@@ -124,7 +124,7 @@ public enum PillowResize {
                 c.start.withUnsafeBufferPointer { starts in
                     c.count.withUnsafeBufferPointer { counts in
                         out.withUnsafeMutableBufferPointer { o in
-                            let (sp, wp, op) = (s.baseAddress!, wts.baseAddress!, o.baseAddress!)
+                            guard let sp = s.baseAddress, let wp = wts.baseAddress, let op = o.baseAddress else { return }
                             parallelRows(rows, work: rows * outWidth * c.taps) { range in
                                 for y in range {
                                     let row = sp + (y + firstRow) * inWidth * 3
@@ -160,7 +160,7 @@ public enum PillowResize {
         src.withUnsafeBufferPointer { s in
             c.weights.withUnsafeBufferPointer { wts in
                 out.withUnsafeMutableBufferPointer { o in
-                    let (sp, wp, op) = (s.baseAddress!, wts.baseAddress!, o.baseAddress!)
+                    guard let sp = s.baseAddress, let wp = wts.baseAddress, let op = o.baseAddress else { return }
                     parallelRows(outHeight, work: outHeight * stride * c.taps) { range in
                         // Accumulate whole rows at a time so the inner loop runs over contiguous bytes.
                         var acc = [Int32](repeating: 0, count: stride)
