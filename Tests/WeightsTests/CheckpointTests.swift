@@ -16,7 +16,9 @@ import Testing
         #expect(c.files.count == 3)
         #expect(c.tensor("llm.model.embed_tokens.weight")?.shape == [151700, 16])
         #expect(c.tensor("llm.lm_head.weight") != nil)
-        #expect(c.tensorNames.allSatisfy { $0.hasPrefix("llm.") })
+        // the MiniCPM-o sub-models: language model, vision encoder and resampler
+        #expect(c.tensorNames.allSatisfy { ["llm.", "vpm.", "resampler."].contains(where: $0.hasPrefix) })
+        #expect(c.tensor("vpm.embeddings.patch_embedding.weight")?.shape == [32, 3, 14, 14])
     }
 
     @Test func missingDirectory() {
