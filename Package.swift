@@ -57,6 +57,6 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "MiniCPMO", "TestSupport"], swiftSettings: fastMath),
         .testTarget(name: "MiniCPMOTests", dependencies: ["MiniCPMO", "TestSupport"], swiftSettings: fastMath),
-        .testTarget(name: "CLITests", dependencies: ["Weights", "MiniCPMOCLI", "TestSupport"], swiftSettings: fastMath),
+        .testTarget(name: "CLITests", dependencies: ["Weights", "Media", "MiniCPMOCLI", "TestSupport"], swiftSettings: fastMath),
     ]
 )
