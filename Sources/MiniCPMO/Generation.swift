@@ -202,6 +202,9 @@ public struct TextGenerator: Sendable {
     public let tokenizer: Qwen2Tokenizer
     /// Tokens that end a turn: `<|im_end|>`, `<|endoftext|>` and the config's eos ids.
     public let stopTokens: Set<Int>
+    /// Tokens kept in `tokenIds` but left out of the text: `<|tts_eos|>`, which ends the spoken part
+    /// of an answer (the reference strips it from the returned text).
+    public let silentTokens: Set<Int>
 
     public init(model: Qwen2Model, tokenizer: Qwen2Tokenizer) {
         self.model = model
@@ -209,6 +212,7 @@ public struct TextGenerator: Sendable {
         var stops = Set(model.config.eosTokenId)
         for t in ["<|im_end|>", "<|endoftext|>"] { if let id = tokenizer.id(of: t) { stops.insert(id) } }
         stopTokens = stops.filter { $0 >= 0 && $0 < model.config.vocabSize }
+        silentTokens = Set(["<|tts_eos|>"].compactMap { tokenizer.id(of: $0) })
     }
 
     /// Runs to completion; `onText` receives text as it becomes final and returns false to stop early.
@@ -253,7 +257,7 @@ public struct TextGenerator: Sendable {
                 break
             }
             generated.append(token)
-            let (ready, stopped) = stops.push(decoder.push(token))
+            let (ready, stopped) = stops.push(silentTokens.contains(token) ? "" : decoder.push(token))
             if !emit(ready) { reason = .cancelled; break }
             if stopped { reason = .stop; break }
             if generated.count == budget { break }

@@ -13,7 +13,8 @@ public final class MiniCPMOModel: @unchecked Sendable {
     public let llm: Qwen2Model
     private var tokenizerResult: Result<Qwen2Tokenizer, Error>?
     private var visionResult: Result<VisionModel, Error>?
-    private let lock = NSLock()
+    var audioResult: Result<AudioModel, Error>?
+    let lock = NSLock()
 
     /// - quantize: block-quantize the language model's linear weights at load (q8_0 or q4_0);
     ///   nil keeps the stored dtype (and uses pre-quantized weights as they are).
@@ -67,8 +68,10 @@ public final class MiniCPMOModel: @unchecked Sendable {
 
 public enum ModelLoadError: Error, CustomStringConvertible {
     case noVision(String)
+    case noAudio(String)
     public var description: String {
         switch self {
+        case let .noAudio(d): return "\(d) holds no audio encoder (not a MiniCPM-o checkpoint, or init_audio is false)"
         case let .noVision(d): return "\(d) holds no vision encoder (not a MiniCPM-o checkpoint, or init_vision is false)"
         }
     }

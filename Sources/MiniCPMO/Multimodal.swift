@@ -17,6 +17,10 @@ public struct EncodedImage: @unchecked Sendable {
 public enum ContentPart: Sendable {
     case text(String)
     case image(EncodedImage)
+    case audio(EncodedAudio)
+
+    var isAudio: Bool { if case .audio = self { true } else { false } }
+    var isImage: Bool { if case .image = self { true } else { false } }
 }
 
 /// A conversation turn with images (and later audio) among its text.
@@ -37,12 +41,15 @@ public struct MultimodalMessage: Sendable {
 public enum MultimodalError: Error, CustomStringConvertible {
     case missingToken(String)
     case placeholderMismatch(expected: Int, found: Int)
+    case audioPlaceholderMismatch(expected: Int, found: Int)
 
     public var description: String {
         switch self {
         case let .missingToken(t): return "the tokenizer has no '\(t)' token, which image prompts need"
         case let .placeholderMismatch(e, f):
             return "the prompt has \(f) image placeholders but \(e) encoded images and slices (does the text contain <image> or <slice> markers?)"
+        case let .audioPlaceholderMismatch(e, f):
+            return "the prompt has \(f) audio placeholder positions but the audio needs \(e) (does the text contain <|audio_start|> markers?)"
         }
     }
 }
@@ -71,14 +78,19 @@ extension MiniCPMOModel {
         try encodeImage(try ImageDecoder.decode(contentsOf: url), maxSliceNums: maxSliceNums)
     }
 
-    /// Renders a conversation as MiniCPM-o's chat() does and places every image's embeddings over its
-    /// `<unk>` placeholders: parts of a message are joined with "\n", each image becomes its
-    /// placeholder text (image ids count across the conversation), then ChatML.
+    /// Renders a conversation as MiniCPM-o's chat() does and places every image's and audio clip's
+    /// embeddings over their `<unk>` placeholders: parts of a message are joined with "\n", each image
+    /// becomes its placeholder text (image ids count across the conversation), each clip its audio
+    /// chunks, then ChatML. Without an explicit `generationPrompt`, a conversation with audio gets the
+    /// speech template (`<|spk_bos|><|spk|><|spk_eos|><|tts_bos|>` after the assistant header), as
+    /// chat() switches to it whenever a message holds audio.
     public func prompt(_ messages: [MultimodalMessage], tokenizer: Qwen2Tokenizer,
-                       generationPrompt: ChatTemplate.GenerationPrompt = .assistant) throws -> Prompt {
-        var images: [EncodedImage] = []
-        let hasImages = messages.contains { $0.parts.contains { if case .image = $0 { true } else { false } } }
+                       generationPrompt: ChatTemplate.GenerationPrompt? = nil) throws -> Prompt {
+        var images: [EncodedImage] = [], audios: [EncodedAudio] = []
+        let hasImages = messages.contains { $0.parts.contains(where: \.isImage) }
+        let hasAudio = messages.contains { $0.parts.contains(where: \.isAudio) }
         let visionConfig = hasImages ? try vision().config : nil
+        let audioConfig = hasAudio ? try audio().config : nil
         let rendered = messages.map { m in
             ChatMessage(role: m.role, content: m.parts.map { part -> String in
                 switch part {
@@ -88,21 +100,36 @@ extension MiniCPMOModel {
                     return ImagePreprocessor.placeholderText(imageIndex: images.count - 1, grid: img.grid,
                                                             queryNum: visionConfig?.queryNum ?? 64,
                                                             useImageID: visionConfig?.useImageID ?? true)
+                case let .audio(clip):
+                    audios.append(clip)
+                    let c = audioConfig ?? AudioConfig(embedDim: llm.config.hiddenSize)
+                    return AudioPlaceholder.text(samples: clip.samples, poolStep: c.poolStep, chunked: c.chunkInput,
+                                                 chunkSeconds: c.chunkLength)
                 }
             }.joined(separator: "\n"))
         }
-        let tokens = tokenizer.encode(ChatTemplate.render(rendered, generationPrompt: generationPrompt))
-        guard !images.isEmpty else { return Prompt(tokens: tokens) }
-        let bounds = try Self.imageBounds(tokens, tokenizer: tokenizer)
-        let rows = images.flatMap { img in img.embeddings.map { (img.key, $0) } }
-        guard bounds.count == rows.count else { throw MultimodalError.placeholderMismatch(expected: rows.count, found: bounds.count) }
-        let hidden = llm.config.hiddenSize
+        let template = generationPrompt ?? (hasAudio ? .assistantSpeech : .assistant)
+        let tokens = tokenizer.encode(ChatTemplate.render(rendered, generationPrompt: template))
         var spans: [EmbeddingSpan] = []
-        for (k, (bound, row)) in zip(bounds, rows).enumerated() {
-            guard row.1.count == bound.count * hidden else {
-                throw MultimodalError.placeholderMismatch(expected: row.1.count / hidden, found: bound.count)
+        let hidden = llm.config.hiddenSize
+        if !images.isEmpty {
+            let bounds = try Self.imageBounds(tokens, tokenizer: tokenizer)
+            let rows = images.flatMap { img in img.embeddings.map { (img.key, $0) } }
+            guard bounds.count == rows.count else { throw MultimodalError.placeholderMismatch(expected: rows.count, found: bounds.count) }
+            for (k, (bound, row)) in zip(bounds, rows).enumerated() {
+                guard row.1.count == bound.count * hidden else {
+                    throw MultimodalError.placeholderMismatch(expected: row.1.count / hidden, found: bound.count)
+                }
+                spans.append(EmbeddingSpan(start: bound.lowerBound, count: bound.count, rows: row.1, key: row.0 &+ UInt64(k)))
             }
-            spans.append(EmbeddingSpan(start: bound.lowerBound, count: bound.count, rows: row.1, key: row.0 &+ UInt64(k)))
+        }
+        if !audios.isEmpty {
+            let bounds = try Self.audioBounds(tokens, tokenizer: tokenizer)
+            let expected = audios.reduce(0) { $0 + AudioPlaceholder.tokens(samples: $1.samples, poolStep: audioConfig?.poolStep ?? 2) }
+            guard bounds.reduce(0, { $0 + $1.count }) == expected else {
+                throw MultimodalError.audioPlaceholderMismatch(expected: expected, found: bounds.reduce(0) { $0 + $1.count })
+            }
+            spans += Self.audioSpans(audios, bounds: bounds, hidden: hidden)
         }
         return Prompt(tokens: tokens, spans: spans)
     }

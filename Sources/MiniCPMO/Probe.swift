@@ -4,7 +4,7 @@ import Foundation
 /// (see the probe contract in the docs). Bad inputs raise `ProbeError.input`, which the CLI reports
 /// with exit code 2.
 public enum Probe {
-    public static let components = ["llm", "vision", "image"]
+    public static let components = ["llm", "vision", "image", "audio"]
 
     public static func run(component: String, model: MiniCPMOModel, input: String, output: String) throws {
         let file: SafetensorsFile
@@ -14,6 +14,7 @@ public enum Probe {
         case "llm": outputs = try llm(model.llm, inputs: file)
         case "vision": outputs = try vision(try model.vision(), inputs: file)
         case "image": outputs = try image(model, inputs: file)
+        case "audio": outputs = try audio(try model.audio(), inputs: file)
         default:
             throw ProbeError.input("unknown component '\(component)' (available: \(components.joined(separator: ", ")))")
         }
