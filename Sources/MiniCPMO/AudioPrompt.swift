@@ -18,7 +18,7 @@ public enum AudioPlaceholder {
     public static func tokens(samples: Int, poolStep: Int = 2) -> Int {
         let f = (samples + 159) / 160
         let c = (f - 1) / 2 + 1
-        return max((c - poolStep) / poolStep + 1, 0)
+        return AudioModel.pooledTokens(encoderFrames: c, step: poolStep)
     }
 
     /// `<|audio_start|>` + `<unk>`×k + `<|audio_end|>` per chunk of `chunkSeconds` (k = 25 for 1 s at
@@ -61,7 +61,7 @@ extension MiniCPMOModel {
         var hash = Hasher64()
         hash.add(UInt64(samples))
         for piece in melPieces {
-            let keep = AudioModel.tokens(frames: piece.frames)
+            let keep = audio.tokens(frames: piece.frames)
             let pooled = piece.values.withUnsafeBufferPointer { audio.forward(mel: $0.baseAddress!, frames: piece.frames).pooled }
             rows += UnsafeBufferPointer(start: pooled.pointer, count: min(keep, pooled.count / h) * h)
             piece.values.withUnsafeBytes { hash.add(bytes: $0) }

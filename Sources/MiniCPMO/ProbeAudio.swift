@@ -15,7 +15,7 @@ extension Probe {
             throw ProbeError.input("input 'input_features' has \(t) frames; at most \(2 * m.config.maxSourcePositions) (30 s) fit the encoder")
         }
         let values = features.floats()
-        let frames = WhisperEncoder.outputFrames(t), keep = AudioModel.tokens(frames: t)
+        let frames = WhisperEncoder.outputFrames(t), keep = m.tokens(frames: t)
         let c = m.config.dModel, h = m.config.embedDim
         var hidden: [Float] = [], projected: [Float] = [], pooled: [Float] = []
         for i in 0..<n {

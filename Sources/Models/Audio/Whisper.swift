@@ -165,8 +165,14 @@ public final class AudioModel: @unchecked Sendable {
         return model
     }
 
-    /// LLM embeddings kept per piece of `frames` mel frames: (T' − 2) / 2 + 1.
-    public static func tokens(frames: Int) -> Int { (WhisperEncoder.outputFrames(frames) - 2) / 2 + 1 }
+    /// LLM embeddings kept per piece of `frames` mel frames: (T' − 2) // 2 + 1.
+    public func tokens(frames: Int) -> Int { Self.pooledTokens(encoderFrames: WhisperEncoder.outputFrames(frames), step: config.poolStep) }
+
+    /// (c − step) // step + 1 with Python's floor division (0 for a single encoder frame).
+    public static func pooledTokens(encoderFrames c: Int, step: Int) -> Int {
+        let d = c - step
+        return (d >= 0 ? d / step : -((-d + step - 1) / step)) + 1
+    }
 
     /// Encoder output [T', d], projected [T', H] and pooled [T' / step, H] for one mel row [mel, T].
     public func forward(mel: UnsafePointer<Float>, frames: Int) -> (hidden: FloatBuffer, projected: FloatBuffer, pooled: FloatBuffer) {
