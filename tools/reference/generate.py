@@ -8,10 +8,14 @@ deterministic: the same pinned packages give byte-identical files.
     python tools/reference/generate.py                      # writes Tests/Fixtures
     python tools/reference/generate.py --geometry qwen2.5-0.5b --out models/qwen2.5-0.5b-random
     python tools/reference/generate.py --geometry minicpmo-vision --out models/minicpmo-vision-random
+    python tools/reference/generate.py --geometry minicpmo-audio --out models/minicpmo-audio-random
 
 tiny-minicpmo also carries random vision weights (`vpm.*`, `resampler.*`, see vision.py), the MiniCPM-o
 special tokens, and the vision references (reference/vision-tiny-minicpmo.safetensors,
-reference/generate-vision-tiny-minicpmo.json, probe/vision-input.safetensors).
+reference/generate-vision-tiny-minicpmo.json, probe/vision-input.safetensors); and random audio weights
+(`apm.*`, `audio_projection_layer.*`, see audio.py) with the audio references
+(reference/audio-tiny-minicpmo.safetensors, reference/audio-placeholders.json,
+reference/generate-audio-tiny-minicpmo.json, probe/audio-input.safetensors).
 """
 import argparse
 import json
@@ -24,6 +28,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+import audio as aud
 import vision as vis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +97,9 @@ MINICPMO_VISION_GEOMETRY = dict(vocab_size=151700, hidden_size=3584, intermediat
                                 tie_word_embeddings=False, kind="minicpmo")
 
 VISION_SEED = 300  # the tiny vision weights' own generator: drawn after the LLM, which stays as it was
+AUDIO_SEED = 406   # the audio weights' own generator: drawn after the LLM and vision, which stay as they were
 IMAGES = FIXTURES / "images"
+SPEECH = FIXTURES / "audio" / "speech-16k-s16.wav"  # real 16 kHz mono speech, 4.1 s (written by audio_io.py)
 
 # MiniCPM-o's added tokens after Qwen2's three (spec §6.3), numbered from 151646 in this order, except `<unk>`
 # (see minicpmo_added_tokens). They take the place of Qwen2.5's 151646-151664 added tokens.
@@ -310,9 +317,23 @@ def write_minicpmo_vision_geometry(out):
     vis.save_vision_only_checkpoint(out, d, vision.bf16)
 
 
+def write_minicpmo_audio_geometry(out):
+    """MiniCPM-o 2.6 with only its audio encoder: the real LLM fields (one layer; no LLM tensors), whisper-medium's
+    audio_config, `apm.*` + `audio_projection_layer.*` in bf16. init_vision is false: no vision tensors."""
+    spec = MINICPMO_VISION_GEOMETRY
+    fields = {k: v for k, v in spec.items() if k != "kind"}
+    config = Qwen2Config(max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6, hidden_act="silu",
+                         bos_token_id=151643, eos_token_id=151645, initializer_range=0.02, **fields)
+    audio = aud.Audio(aud.AUDIO_REAL, spec["hidden_size"], seed=AUDIO_SEED)
+    d = config_json(config, spec)
+    d["audio_config"] = audio.config
+    d["init_vision"] = False
+    aud.save_audio_only_checkpoint(out, d, audio.bf16)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--geometry", choices=sorted(GEOMETRIES) + ["minicpmo-vision"],
+    ap.add_argument("--geometry", choices=sorted(GEOMETRIES) + ["minicpmo-audio", "minicpmo-vision"],
                     help="make one large random checkpoint")
     ap.add_argument("--out", help="output folder for --geometry")
     args = ap.parse_args()
@@ -321,6 +342,10 @@ def main():
 
     if args.geometry == "minicpmo-vision":
         write_minicpmo_vision_geometry(args.out)
+        print(f"wrote {args.out}")
+        return
+    if args.geometry == "minicpmo-audio":
+        write_minicpmo_audio_geometry(args.out)
         print(f"wrote {args.out}")
         return
     if args.geometry:
@@ -335,11 +360,13 @@ def main():
     for i, (name, spec) in enumerate(TINY.items()):
         config, model = build_qwen2(spec, seed=100 + i)
         directory = FIXTURES / "models" / name
-        sd, cfg, vision = state_dict_for(model, spec), config_json(config, spec), None
+        sd, cfg, vision, audio = state_dict_for(model, spec), config_json(config, spec), None, None
         if spec["kind"] == "minicpmo":
             vision = vis.Vision(vis.VISION_TINY, spec["hidden_size"], seed=VISION_SEED)
-            sd = dict(sorted({**sd, **vision.bf16}.items()))
+            audio = aud.Audio(aud.AUDIO_TINY, spec["hidden_size"], seed=AUDIO_SEED)
+            sd = dict(sorted({**sd, **vision.bf16, **audio.bf16}.items()))
             cfg["vision_config"] = vision.config
+            cfg["audio_config"] = audio.config
         save_checkpoint(directory, sd, cfg, spec["shards"])
         write_reference(FIXTURES / "reference" / f"llm-{name}.safetensors", model, config, seed=200 + i)
         if config.vocab_size >= 151665:
@@ -357,6 +384,13 @@ def main():
                                        FIXTURES / "probe" / "vision-input.safetensors", vision, IMAGES)
             vis.write_e2e_reference(FIXTURES / "reference" / f"generate-vision-{name}.json",
                                     float32_twin(model, config), vision, tok, IMAGES, second_image())
+        if audio is not None:
+            waveform = aud.load_wav(SPEECH)
+            aud.write_audio_reference(FIXTURES / "reference" / f"audio-{name}.safetensors",
+                                      FIXTURES / "probe" / "audio-input.safetensors", audio, waveform)
+            aud.write_placeholders(FIXTURES / "reference" / "audio-placeholders.json")
+            aud.write_e2e_reference(FIXTURES / "reference" / f"generate-audio-{name}.json",
+                                    float32_twin(model, config), vision, audio, tok, IMAGES, SPEECH)
         print(f"wrote {name}")
 
     # A ready-made probe input for the README's quick start: a short ChatML prompt's token ids.
