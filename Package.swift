@@ -41,7 +41,12 @@ let package = Package(
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg",
                        providers: [.apt(["libjpeg62-turbo-dev"]), .brew(["jpeg-turbo"])]),
         .target(name: "CImageCodecs", dependencies: ["CPNG", "CJPEG"], cSettings: fastC),
-        .target(name: "Media", dependencies: ["CImageCodecs"], swiftSettings: fastMath),
+        .systemLibrary(name: "CSoxr", path: "Sources/CSoxr", pkgConfig: "soxr",
+                       providers: [.apt(["libsoxr-dev"]), .brew(["libsoxr"])]),
+        .target(name: "Media", dependencies: [
+            "CImageCodecs", "CSoxr",
+            .target(name: "CBLAS", condition: .when(platforms: [.linux])),
+        ], swiftSettings: fastMath),
         .target(name: "Weights", dependencies: ["Kernels"], swiftSettings: fastMath),
         .target(name: "Text", dependencies: ["CZlib"], swiftSettings: fastMath),
         .target(name: "Models", dependencies: ["Kernels", "Weights"], swiftSettings: fastMath),

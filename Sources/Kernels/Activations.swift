@@ -58,7 +58,7 @@ public enum Activation {
         var m = -Float.infinity
         var mv = SIMD8<Float>(repeating: -.infinity)
         var i = 0
-        while i + 8 <= count { mv = pointwiseMax(mv, load8(x + i)); i += 8 }
+        while i + 8 <= count { let v = load8(x + i); mv.replace(with: v, where: v .> mv); i += 8 }
         m = mv.max()
         while i < count { m = max(m, x[i]); i += 1 }
         if m == -.infinity {  // fully masked row: PyTorch yields NaN; keep zeros to stay finite

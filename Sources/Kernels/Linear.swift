@@ -82,27 +82,28 @@ public enum Linear {
         #endif
         BLAS.singleThreaded()
         let n = w.rows, k = w.cols
-        let ranges = splitRange(n, parts: Threading.count, align: tileRows)
-        parallelFor(ranges.count) { part in
-            let range = ranges[part]
-            let scratch = w.format == .f32 ? nil : FloatBuffer(count: tileRows * k)
+        // Work items are (row tile × token block), claimed dynamically: a narrow matrix (an encoder's
+        // 1152 rows are 4.5 tiles) also splits its tokens so that both cores finish together.
+        let tiles = (n + tileRows - 1) / tileRows
+        let tokenBlocks = tiles >= 4 * Threading.count || tokens < 256 ? 1 : min(2 * Threading.count, tokens / 128)
+        let blockTokens = (tokens + tokenBlocks - 1) / tokenBlocks
+        parallelFor(tiles * tokenBlocks) { item in
+            let r0 = (item / tokenBlocks) * tileRows, rows = min(tileRows, n - r0)
+            let t0 = (item % tokenBlocks) * blockTokens, count = min(blockTokens, tokens - t0)
+            guard count > 0 else { return }
+            let scratch = w.format == .f32 ? nil : FloatBuffer(count: rows * k)
             defer { withExtendedLifetime(scratch) {} }  // its pointer outlives the last use of the object
-            var r0 = range.lowerBound
-            while r0 < range.upperBound {
-                let rows = min(tileRows, range.upperBound - r0)
-                let tile: UnsafePointer<Float>
-                if let scratch {
-                    w.readRows(r0..<(r0 + rows), into: scratch.pointer)
-                    tile = UnsafePointer(scratch.pointer)
-                } else {
-                    tile = w.row(r0).assumingMemoryBound(to: Float.self)
-                }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                            blasInt(tokens), blasInt(rows), blasInt(k), 1, x, blasInt(k),
-                            tile, blasInt(k), 0, y + r0, blasInt(n))
-                r0 += rows
+            let tile: UnsafePointer<Float>
+            if let scratch {
+                w.readRows(r0..<(r0 + rows), into: scratch.pointer)
+                tile = UnsafePointer(scratch.pointer)
+            } else {
+                tile = w.row(r0).assumingMemoryBound(to: Float.self)
             }
-            Linear.addBias(bias, columns: range, tokens: tokens, stride: n, into: y)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                        blasInt(count), blasInt(rows), blasInt(k), 1, x + t0 * k, blasInt(k),
+                        tile, blasInt(k), 0, y + t0 * n + r0, blasInt(n))
+            Linear.addBias(bias, columns: r0..<(r0 + rows), tokens: count, stride: n, into: y + t0 * n)
         }
     }
 }

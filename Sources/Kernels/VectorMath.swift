@@ -4,7 +4,11 @@
 @inline(__always)
 public func exp8(_ x: SIMD8<Float>) -> SIMD8<Float> {
     let clamped = x.clamped(lowerBound: SIMD8(repeating: -87.33654), upperBound: SIMD8(repeating: 88.72283))
-    let n = (clamped * 1.442695041).rounded(.toNearestOrEven)
+    // n = round(x·log2 e) by the 1.5·2²³ trick: adding it leaves the rounded integer in the low
+    // mantissa bits (Swift's generic SIMD rounding and Float→Int conversions are not vectorized)
+    let magic = SIMD8<Float>(repeating: 12_582_912)
+    let shifted = clamped * 1.442695041 + magic
+    let n = shifted - magic
     var r = clamped - n * 0.693359375   // ln2 split in two parts keeps r exact
     r = r - n * -2.12194440e-4
     var p = SIMD8<Float>(repeating: 1.9875691500e-4)
@@ -14,8 +18,8 @@ public func exp8(_ x: SIMD8<Float>) -> SIMD8<Float> {
     p = p * r + 1.6666665459e-1
     p = p * r + 5.0000001201e-1
     let er = p * r * r + r + 1
-    let bits = SIMD8<Int32>(n) &+ 127
-    let scale = unsafeBitCast(bits &<< 23, to: SIMD8<Float>.self)
+    let ni = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
+    let scale = unsafeBitCast((ni &+ 127) &<< 23, to: SIMD8<Float>.self)
     var y = er * scale
     y.replace(with: SIMD8(repeating: 0), where: x .< -87.33654)
     y.replace(with: SIMD8(repeating: .infinity), where: x .> 88.72283)

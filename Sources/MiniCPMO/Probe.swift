@@ -4,7 +4,7 @@ import Foundation
 /// (see the probe contract in the docs). Bad inputs raise `ProbeError.input`, which the CLI reports
 /// with exit code 2.
 public enum Probe {
-    public static let components = ["llm", "vision", "image", "audio"]
+    public static let components = ["llm", "vision", "image", "mel", "audio"]
 
     public static func run(component: String, model: MiniCPMOModel, input: String, output: String) throws {
         let file: SafetensorsFile
@@ -15,6 +15,7 @@ public enum Probe {
         case "vision": outputs = try vision(try model.vision(), inputs: file)
         case "image": outputs = try image(model, inputs: file)
         case "audio": outputs = try audio(try model.audio(), inputs: file)
+        case "mel": outputs = try mel(inputs: file)
         default:
             throw ProbeError.input("unknown component '\(component)' (available: \(components.joined(separator: ", ")))")
         }

@@ -6,7 +6,7 @@ struct ChatCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat",
         abstract: "Interactive multi-turn chat (also reads piped stdin, one message per line).",
-        discussion: "Commands: /image PATH attaches an image to your next message, /reset starts a new conversation, /quit (or Ctrl-D) leaves.")
+        discussion: "Commands: /image PATH and /audio PATH (WAV) attach to your next message, /reset starts a new conversation, /quit (or Ctrl-D) leaves.")
 
     @OptionGroup var model: ModelOptions
 
@@ -19,6 +19,9 @@ struct ChatCommand: ParsableCommand {
     @Option(name: .long, help: "Most slices per image (default: the model's, 9); 1 disables slicing.")
     var maxSliceNums: Int?
 
+    @Option(name: .long, help: "A WAV recording attached to the first message (repeatable).")
+    var audio: [String] = []
+
     @OptionGroup var sampling: SamplingOptions
 
     func run() throws {
@@ -28,7 +31,7 @@ struct ChatCommand: ParsableCommand {
         let interactive = isatty(STDIN_FILENO) != 0
         let session = LanguageSession(model: loaded.llm)
         var messages: [MultimodalMessage] = system.map { [.system($0)] } ?? []
-        var pending: [ContentPart] = []
+        var pending: [ContentPart] = [], pendingAudio: [ContentPart] = []
         func attach(_ path: String) {
             do {
                 pending.append(.image(try encodeImageFile(path, model: loaded, maxSliceNums: maxSliceNums)))
@@ -36,7 +39,15 @@ struct ChatCommand: ParsableCommand {
                 note("error: \(error)")  // a bad file must not end the conversation
             }
         }
+        func attachAudio(_ path: String) {
+            do {
+                pendingAudio.append(.audio(try encodeAudioFile(path, model: loaded)))
+            } catch {
+                note("error: \(error)")
+            }
+        }
         image.forEach(attach)
+        audio.forEach(attachAudio)
         if interactive { note("Type a message; /image PATH attaches an image, /reset starts over, /quit or Ctrl-D leaves.") }
         while true {
             if interactive { FileHandle.standardError.write(Data("> ".utf8)) }
@@ -48,15 +59,21 @@ struct ChatCommand: ParsableCommand {
                 attach(String(text.dropFirst(7)).trimmingCharacters(in: .whitespaces))
                 continue
             }
+            if text.hasPrefix("/audio ") {
+                attachAudio(String(text.dropFirst(7)).trimmingCharacters(in: .whitespaces))
+                continue
+            }
             if text == "/reset" {
                 messages = system.map { [.system($0)] } ?? []
                 pending = []
+                pendingAudio = []
                 session.reset()
                 note("[conversation reset]")
                 continue
             }
-            messages.append(.user(pending + [.text(text)]))
+            messages.append(.user(pending + [.text(text)] + pendingAudio))
             pending = []
+            pendingAudio = []
             do {
                 let ids = try loaded.prompt(messages, tokenizer: generator.tokenizer)
                 let result = try generator.generate(prompt: ids, session: session, options: sampling.generation) { piece in

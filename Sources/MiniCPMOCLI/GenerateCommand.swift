@@ -9,8 +9,11 @@ struct GenerateCommand: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
 
-    @Option(name: .long, help: "The user's message.")
-    var prompt: String
+    @Option(name: .long, help: "The user's message (optional with --task).")
+    var prompt: String?
+
+    @Option(name: .long, help: "A ready-made instruction: transcribe (speech recognition of the --audio).")
+    var task: Task?
 
     @Option(name: .long, help: "A system message before the prompt.")
     var system: String?
@@ -21,13 +24,20 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .long, help: "Most slices per image (default: the model's, 9); 1 disables slicing.")
     var maxSliceNums: Int?
 
+    @Option(name: .long, help: "A WAV recording placed after the prompt text (repeatable); answers then use MiniCPM-o's speech template.")
+    var audio: [String] = []
+
     @OptionGroup var sampling: SamplingOptions
 
     @Flag(name: .long, help: "Print one JSON object (text, token_ids, prompt_tokens, finish_reason, timings) instead of streaming.")
     var json = false
 
     func validate() throws {
-        if prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { throw ValidationError("the prompt is empty") }
+        if task != nil && prompt != nil { throw ValidationError("--task supplies the prompt; leave out --prompt") }
+        if task == .transcribe && audio.isEmpty { throw ValidationError("--task transcribe needs --audio") }
+        if task == nil && (prompt ?? "").trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            throw ValidationError(prompt == nil ? "--prompt is required (or --task)" : "the prompt is empty")
+        }
         if let m = maxSliceNums, m < 1 { throw ValidationError("--max-slice-nums must be at least 1") }
     }
 
@@ -38,7 +48,9 @@ struct GenerateCommand: ParsableCommand {
             var messages: [MultimodalMessage] = []
             if let system { messages.append(.system(system)) }
             let images = try image.map { try encodeImageFile($0, model: loaded, maxSliceNums: maxSliceNums) }
-            messages.append(.user(images.map { .image($0) } + [.text(prompt)]))
+            let clips = try audio.map { try encodeAudioFile($0, model: loaded) }
+            let text = task?.prompt ?? prompt ?? ""
+            messages.append(.user(images.map { .image($0) } + [.text(text)] + clips.map { .audio($0) }))
             let ids = try loaded.prompt(messages, tokenizer: generator.tokenizer)
             let session = LanguageSession(model: loaded.llm)
             let result = try generator.generate(prompt: ids, session: session, options: sampling.generation) { piece in

@@ -96,3 +96,22 @@ func encodeImageFile(_ path: String, model: MiniCPMOModel, maxSliceNums: Int?) t
                 image.grid.map { "sliced \($0)" } ?? "not sliced", image.embeddings.count, Date().timeIntervalSince(t0)))
     return image
 }
+
+/// Decodes, resamples and encodes one WAV file, noting its length on stderr.
+func encodeAudioFile(_ path: String, model: MiniCPMOModel) throws -> EncodedAudio {
+    let t0 = Date()
+    let clip = try model.encodeAudio(contentsOf: URL(fileURLWithPath: path))
+    note(String(format: "[audio %@: %.2f s, %d embeddings in %.2f s]", path, clip.seconds, clip.tokens, Date().timeIntervalSince(t0)))
+    return clip
+}
+
+/// Ready-made instructions (MiniCPM-o's task prompts).
+enum Task: String, ExpressibleByArgument, CaseIterable {
+    case transcribe
+
+    var prompt: String {
+        switch self {
+        case .transcribe: return "Please listen to the audio snippet carefully and transcribe the content."
+        }
+    }
+}
