@@ -25,14 +25,11 @@ public enum AudioPlaceholder {
     /// pool step 2), or a single run of all tokens without chunking.
     public static func text(samples: Int, poolStep: Int = 2, chunked: Bool = true, chunkSeconds: Double = 1) -> String {
         let n = tokens(samples: samples, poolStep: poolStep)
-        let per = chunked ? tokens(samples: Int(chunkSeconds * 16000), poolStep: poolStep) : n
-        var text = "", left = n
-        repeat {
-            let k = per > 0 ? min(per, left) : left
-            text += "<|audio_start|>" + String(repeating: "<unk>", count: k) + "<|audio_end|>"
-            left -= k
-        } while left > 0
-        return text
+        func chunk(_ k: Int) -> String { "<|audio_start|>" + String(repeating: "<unk>", count: k) + "<|audio_end|>" }
+        guard chunked else { return chunk(n) }
+        // as the reference: ⌈n / per⌉ chunks, so a clip too short for one token gets no placeholder
+        let per = max(tokens(samples: Int(chunkSeconds * 16000), poolStep: poolStep), 1)
+        return stride(from: 0, to: n, by: per).map { chunk(min(per, n - $0)) }.joined()
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Media
 
 /// Timings of the multimodal encoders, as `minicpmo bench` reports them.
 public struct EncoderTiming: Sendable, Codable {
@@ -21,10 +22,18 @@ public enum EncoderBenchmark {
         let config = try ModelConfig(directory: directory)
         let checkpoint = try Checkpoint(directory: directory)
         var out: [EncoderTiming] = []
+        // a component whose tensors are absent (a checkpoint made for another encoder) is skipped
         if let vc = try VisionConfig.decode(config) {
-            let vision = try VisionModel.load(checkpoint, config: vc)
-            out.append(vision448(vision, repeats: repeats))
-            progress(String(format: "vision: %.3f s per 448x448 slice", out.last!.medianSeconds))
+            do {
+                out.append(vision448(try VisionModel.load(checkpoint, config: vc), repeats: repeats))
+                progress(String(format: "vision: %.3f s per 448x448 slice", out.last!.medianSeconds))
+            } catch { progress("vision encoder not timed: \(error)") }
+        }
+        if let ac = try AudioConfig.decode(config) {
+            do {
+                out += audio30s(try AudioModel.load(checkpoint, config: ac), repeats: repeats)
+                progress(String(format: "audio: %.3f s per 30 s clip", out.last!.medianSeconds))
+            } catch { progress("audio encoder not timed: \(error)") }
         }
         return out
     }
@@ -37,6 +46,11 @@ public enum EncoderBenchmark {
             out.append(vision448(try model.vision(), repeats: repeats))
         } catch {
             progress("vision encoder not timed: \(error)")
+        }
+        do {
+            out += audio30s(try model.audio(), repeats: repeats)
+        } catch {
+            progress("audio encoder not timed: \(error)")
         }
         return out
     }
@@ -52,6 +66,28 @@ public enum EncoderBenchmark {
         let px = side * p
         return EncoderTiming(component: "vision", input: "\(px)x\(px) slice (\(side * side) patches) -> \(m.config.queryNum) embeddings",
                              medianSeconds: Benchmark.median(samples), samples: samples)
+    }
+
+    /// 30 s of audio (a deterministic chirp with noise): log-mel, then encoder + projector + pooling.
+    public static func audio30s(_ m: AudioModel, repeats: Int) -> [EncoderTiming] {
+        var rng = Xoshiro256(seed: 5)
+        let n = WhisperFeatures.pieceSamples
+        let wave = (0..<n).map { i -> Float in
+            let t = Float(i) / 16000
+            return 0.3 * Foundation.sin(2 * .pi * (200 + 40 * t) * t) + 0.05 * (Float(rng.next() % 2001) / 1000 - 1)
+        }
+        var mel: (values: [Float], frames: Int) = ([], 0)
+        let melSamples = time(repeats: repeats) { mel = WhisperFeatures.logMel(samples16k: wave) }
+        let modelSamples = time(repeats: repeats) {
+            _ = mel.values.withUnsafeBufferPointer { m.forward(mel: $0.baseAddress!, frames: mel.frames) }
+        }
+        let tokens = m.tokens(frames: mel.frames)
+        return [
+            EncoderTiming(component: "audio-mel", input: "30 s at 16 kHz -> \(mel.frames) log-mel frames",
+                          medianSeconds: Benchmark.median(melSamples), samples: melSamples),
+            EncoderTiming(component: "audio", input: "\(mel.frames) mel frames -> encoder, projector, pooling -> \(tokens) embeddings",
+                          medianSeconds: Benchmark.median(modelSamples), samples: modelSamples),
+        ]
     }
 
     static func time(repeats: Int, _ body: () -> Void) -> [Double] {
