@@ -16,26 +16,28 @@ extension Attention {
                              visibleKeys: ((Int) -> Int)? = nil, into out: UnsafeMutablePointer<Float>, outStride: Int) {
         guard queries > 0, keys > 0 else { return }
         BLAS.singleThreaded()
-        // Query blocks bound the score matrix (block × keys) and give the threads work when heads are few.
-        let block = min(queries, max(16, (1 << 20) / keys))
+        // Query blocks bound the score matrix (block × keys) and give the threads work when heads are few;
+        // with a mask, smaller blocks also skip the keys no query of the block sees (block-causal chunks).
+        let block = min(queries, visibleKeys == nil ? max(16, (1 << 20) / keys) : 128)
         let blocks = (queries + block - 1) / block
         parallelFor(heads * blocks) { item in
             let h = item / blocks, q0 = (item % blocks) * block
             let nq = min(block, queries - q0)
-            let scores = FloatBuffer(count: nq * keys)
+            let visible = (0..<nq).map { min(keys, max(0, visibleKeys?(q0 + $0) ?? keys)) }
+            let span = max(visible.max() ?? 0, 1)  // keys any query of this block sees
+            let scores = FloatBuffer(count: nq * span)
             defer { withExtendedLifetime(scores) {} }
             let s = scores.pointer
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasInt(nq), blasInt(keys), blasInt(headDim),
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasInt(nq), blasInt(span), blasInt(headDim),
                         scale, q + q0 * qStride + h * headDim, blasInt(qStride), k + h * headDim, blasInt(kvStride),
-                        0, s, blasInt(keys))
+                        0, s, blasInt(span))
             for i in 0..<nq {
-                let row = s + i * keys
-                let n = min(keys, max(0, visibleKeys?(q0 + i) ?? keys))
-                Activation.softmax(row, count: n)
-                if n < keys { (row + n).update(repeating: 0, count: keys - n) }
+                let row = s + i * span
+                Activation.softmax(row, count: visible[i])
+                if visible[i] < span { (row + visible[i]).update(repeating: 0, count: span - visible[i]) }
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasInt(nq), blasInt(headDim), blasInt(keys),
-                        1, s, blasInt(keys), v + h * headDim, blasInt(kvStride),
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasInt(nq), blasInt(headDim), blasInt(span),
+                        1, s, blasInt(span), v + h * headDim, blasInt(kvStride),
                         0, out + q0 * outStride + h * headDim, blasInt(outStride))
         }
     }
