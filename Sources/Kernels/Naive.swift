@@ -110,4 +110,28 @@ public enum Naive {
         }
         return out
     }
+
+    /// PyTorch Conv1d (groups 1 or = channels) on channels-first [Cin, T] input with weight [Cout, Cin/groups, k].
+    public static func conv1d(_ x: [Float], channels cin: Int, frames t: Int, weight: [Float], outChannels cout: Int,
+                              bias: [Float]?, kernel k: Int, padding p: Int, dilation d: Int, stride s: Int,
+                              groups: Int) -> [Float] {
+        let n = (t + 2 * p - d * (k - 1) - 1) / s + 1
+        let perGroupIn = cin / groups, perGroupOut = cout / groups
+        var y = [Float](repeating: 0, count: cout * max(n, 0))
+        for o in 0..<cout {
+            let g = o / perGroupOut
+            for i in 0..<max(n, 0) {
+                var acc = Double(bias?[o] ?? 0)
+                for ci in 0..<perGroupIn {
+                    for j in 0..<k {
+                        let src = i * s + j * d - p
+                        guard src >= 0 && src < t else { continue }
+                        acc += Double(weight[(o * perGroupIn + ci) * k + j]) * Double(x[(g * perGroupIn + ci) * t + src])
+                    }
+                }
+                y[o * n + i] = Float(acc)
+            }
+        }
+        return y
+    }
 }

@@ -46,3 +46,51 @@ import Testing
         #expect(abs(edges[3] - Float(M_E)) < 1e-6)
     }
 }
+
+@Suite struct ConvolutionTwinTests {
+    /// [C, T] channels-first ↔ [T, C] time-major.
+    func transpose(_ x: [Float], _ rows: Int, _ cols: Int) -> [Float] {
+        var y = [Float](repeating: 0, count: x.count)
+        for r in 0..<rows { for c in 0..<cols { y[c * rows + r] = x[r * cols + c] } }
+        return y
+    }
+
+    @Test func denseConvolutionMatchesNaive() {
+        var rng = SeededRNG(seed: 41)
+        var cases: [(t: Int, cin: Int, cout: Int, k: Int, p: Int, d: Int, s: Int)] =
+            [(1, 1, 1, 1, 0, 1, 1), (10, 80, 32, 3, 1, 1, 1), (11, 32, 32, 3, 1, 1, 2), (9, 5, 7, 7, 6, 2, 1), (4, 3, 2, 3, 0, 1, 1)]
+        while cases.count < 20 {
+            let k = rng.int(1...7), d = rng.int(1...3)
+            cases.append((rng.int(k * d...40), rng.int(1...20), rng.int(1...20), k, rng.int(0...4), d, rng.int(1...3)))
+        }
+        for (t, cin, cout, k, p, d, s) in cases {
+            let x = rng.floats(cin * t), w = rng.floats(cout * cin * k), b = rng.floats(cout)
+            let ref = Naive.conv1d(x, channels: cin, frames: t, weight: w, outChannels: cout, bias: b, kernel: k, padding: p,
+                                   dilation: d, stride: s, groups: 1)
+            let n = Conv1d.outputFrames(t, kernel: k, padding: p, dilation: d, stride: s)
+            var y = [Float](repeating: .nan, count: n * cout)
+            transpose(x, cin, t).withUnsafeBufferPointer { xp in
+                Conv1d.forward(xp.baseAddress!, frames: t, channels: cin, weight: WeightMatrix(rows: cout, cols: cin * k, values: w),
+                               bias: b, kernel: k, padding: p, dilation: d, stride: s, into: &y)
+            }
+            #expect(relErr(transpose(y, n, cout), ref) < 1e-5, "conv t\(t) \(cin)→\(cout) k\(k) p\(p) d\(d) s\(s)")
+        }
+    }
+
+    @Test func depthwiseConvolutionMatchesNaive() {
+        var rng = SeededRNG(seed: 42)
+        var cases: [(t: Int, c: Int, k: Int, d: Int)] = [(1, 1, 1, 1), (20, 256, 7, 2), (9, 512, 7, 1), (3, 5, 7, 2)]
+        while cases.count < 20 { cases.append((rng.int(1...40), rng.int(1...70), 2 * rng.int(0...3) + 1, rng.int(1...3))) }
+        for (t, c, k, d) in cases {
+            let p = d * (k / 2)  // "same" length
+            let x = rng.floats(c * t), w = rng.floats(c * k), b = rng.floats(c)
+            let ref = Naive.conv1d(x, channels: c, frames: t, weight: w, outChannels: c, bias: b, kernel: k, padding: p,
+                                   dilation: d, stride: 1, groups: c)
+            var y = [Float](repeating: .nan, count: t * c)
+            transpose(x, c, t).withUnsafeBufferPointer { xp in
+                Conv1d.depthwise(xp.baseAddress!, frames: t, channels: c, weight: w, bias: b, kernel: k, padding: p, dilation: d, into: &y)
+            }
+            #expect(relErr(transpose(y, t, c), ref) < 1e-5, "depthwise t\(t) c\(c) k\(k) d\(d)")
+        }
+    }
+}

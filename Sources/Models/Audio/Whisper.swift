@@ -35,31 +35,21 @@ public final class WhisperEncoder: @unchecked Sendable {
     /// Hidden states [T', d] after the final LayerNorm for a mel row [mel, T] (bins × frames).
     public func forward(mel: UnsafePointer<Float>, frames t: Int) -> FloatBuffer {
         let d = config.dModel, bins = config.numMelBins
-        // conv1 (k 3, pad 1) as im2col + GEMM: column (c, k) of frame i holds mel[c][i + k − 1]
-        let cols1 = FloatBuffer(zeros: t * bins * 3)
-        for i in 0..<t {
-            let row = cols1.pointer + i * bins * 3
-            for c in 0..<bins {
-                for k in 0..<3 where i + k - 1 >= 0 && i + k - 1 < t { row[c * 3 + k] = mel[c * t + i + k - 1] }
-            }
-        }
+        // the mel row [bins, T] as frames [T, bins], then conv1 (k 3, pad 1) and conv2 (k 3, stride 2, pad 1)
+        let frames = FloatBuffer(count: t * bins)
+        for c in 0..<bins { for i in 0..<t { frames.pointer[i * bins + c] = mel[c * t + i] } }
         let h1 = FloatBuffer(count: t * d)
-        linear(cols1.pointer, t, conv1, conv1Bias, into: h1.pointer)
-        Activation.geluErf(h1.pointer, count: t * d)
-        // conv2 (k 3, stride 2, pad 1): column (c, k) of frame i holds h1[2i + k − 1][c]
-        let n = Self.outputFrames(t)
-        let cols2 = FloatBuffer(zeros: n * d * 3)
-        for i in 0..<n {
-            let row = cols2.pointer + i * d * 3
-            for k in 0..<3 {
-                let src = 2 * i + k - 1
-                guard src >= 0 && src < t else { continue }
-                let s = h1.pointer + src * d
-                for c in 0..<d { row[c * 3 + k] = s[c] }
-            }
+        conv1Bias.withUnsafeBufferPointer {
+            Conv1d.forward(frames.pointer, frames: t, channels: bins, weight: conv1, bias: $0.baseAddress!, kernel: 3, padding: 1,
+                           into: h1.pointer)
         }
+        Activation.geluErf(h1.pointer, count: t * d)
+        let n = Self.outputFrames(t)
         let x = FloatBuffer(count: n * d)
-        linear(cols2.pointer, n, conv2, conv2Bias, into: x.pointer)
+        conv2Bias.withUnsafeBufferPointer {
+            Conv1d.forward(h1.pointer, frames: t, channels: d, weight: conv2, bias: $0.baseAddress!, kernel: 3, padding: 1,
+                           stride: 2, into: x.pointer)
+        }
         Activation.geluErf(x.pointer, count: n * d)
         let pos = FloatBuffer(count: d)
         for i in 0..<n {
