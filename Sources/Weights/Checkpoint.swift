@@ -48,6 +48,13 @@ public final class Checkpoint: @unchecked Sendable {
         }
     }
 
+    /// Tensors from another container (e.g. a `torch.save` file), addressed the same way.
+    public init(tensors: [String: TensorView], source: String) {
+        directory = source
+        files = []
+        byName = tensors
+    }
+
     private static func readIndex(_ path: String) throws -> ([String: String], [String]) {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw WeightsError.cannotOpen(file: path, reason: "unreadable")
