@@ -105,7 +105,8 @@ public final class Qwen2Model: @unchecked Sendable {
             cos.withUnsafeBufferPointer { c in
                 sin.withUnsafeBufferPointer { s in
                     layer.forward(x.pointer, tokens: tokens, positions: positions, cos: c.baseAddress!, sin: s.baseAddress!,
-                                  rope: rope, shape: shape, cache: cache, layer: i, scratch: scratch)
+                                  rope: rope, shape: shape, keys: cache.keyRows(layer: i), values: cache.valueRows(layer: i),
+                                  kvLength: positions[0] + tokens, mask: nil, scratch: scratch)
                 }
             }
         }
@@ -142,7 +143,8 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
     let inputNorm: [Float]
     let postNorm: [Float]
     var q, k, v, o: WeightMatrix
-    let qBias, kBias, vBias: [Float]
+    /// nil without attention biases (Llama).
+    let qBias, kBias, vBias: [Float]?
     var gate, up, down: WeightMatrix
     let eps: Float
 
@@ -154,9 +156,9 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
         k = r.matrix("self_attn.k_proj.weight", rows: kvd, cols: h)
         v = r.matrix("self_attn.v_proj.weight", rows: kvd, cols: h)
         o = r.matrix("self_attn.o_proj.weight", rows: h, cols: qd)
-        qBias = r.vector("self_attn.q_proj.bias", count: qd)
-        kBias = r.vector("self_attn.k_proj.bias", count: kvd)
-        vBias = r.vector("self_attn.v_proj.bias", count: kvd)
+        qBias = c.attentionBias ? r.vector("self_attn.q_proj.bias", count: qd) : nil
+        kBias = c.attentionBias ? r.vector("self_attn.k_proj.bias", count: kvd) : nil
+        vBias = c.attentionBias ? r.vector("self_attn.v_proj.bias", count: kvd) : nil
         gate = r.matrix("mlp.gate_proj.weight", rows: c.intermediateSize, cols: h)
         up = r.matrix("mlp.up_proj.weight", rows: c.intermediateSize, cols: h)
         down = r.matrix("mlp.down_proj.weight", rows: h, cols: c.intermediateSize)
@@ -175,7 +177,7 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
 
     var weightBytes: Int {
         [q, k, v, o, gate, up, down].reduce(0) { $0 + $1.byteCount } + 4 * (inputNorm.count + postNorm.count
-            + qBias.count + kBias.count + vBias.count)
+            + (qBias?.count ?? 0) + (kBias?.count ?? 0) + (vBias?.count ?? 0))
     }
 
     /// Per-forward activation buffers, shared by all layers.
@@ -193,25 +195,26 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
         }
     }
 
-    /// h [tokens, hidden] is updated in place.
+    /// h [tokens, hidden] is updated in place. The tokens' keys and values are written at their
+    /// positions in `keys`/`values`; they attend causally over keys 0 ..< kvLength (positions[0] + tokens
+    /// for a plain prefix), plus an optional additive mask [tokens, kvLength].
     func forward(_ h: UnsafeMutablePointer<Float>, tokens: Int, positions: [Int], cos: UnsafePointer<Float>,
-                 sin: UnsafePointer<Float>, rope: RoPE, shape: AttentionShape, cache: KVSequence, layer: Int,
-                 scratch s: Scratch) {
+                 sin: UnsafePointer<Float>, rope: RoPE, shape: AttentionShape, keys: KVRows, values: KVRows,
+                 kvLength: Int, mask: UnsafePointer<Float>?, scratch s: Scratch) {
         let hidden = o.rows, kvd = k.rows
         // attention
         inputNorm.withUnsafeBufferPointer { Norm.rms(h, rows: tokens, dim: hidden, weight: $0.baseAddress!, eps: eps, into: s.normed.pointer) }
-        qBias.withUnsafeBufferPointer { Linear.forward(s.normed.pointer, tokens: tokens, weight: q, bias: $0.baseAddress!, into: s.q.pointer) }
-        kBias.withUnsafeBufferPointer { Linear.forward(s.normed.pointer, tokens: tokens, weight: k, bias: $0.baseAddress!, into: s.k.pointer) }
-        vBias.withUnsafeBufferPointer { Linear.forward(s.normed.pointer, tokens: tokens, weight: v, bias: $0.baseAddress!, into: s.v.pointer) }
+        linear(s.normed.pointer, tokens, q, qBias, into: s.q.pointer)
+        linear(s.normed.pointer, tokens, k, kBias, into: s.k.pointer)
+        linear(s.normed.pointer, tokens, v, vBias, into: s.v.pointer)
         rope.apply(s.q.pointer, tokens: tokens, heads: shape.heads, cos: cos, sin: sin)
         rope.apply(s.k.pointer, tokens: tokens, heads: shape.kvHeads, cos: cos, sin: sin)
-        let keys = cache.keyRows(layer: layer), values = cache.valueRows(layer: layer)
         for (t, p) in positions.enumerated() {
             keys.row(p).update(from: s.k.pointer + t * kvd, count: kvd)
             values.row(p).update(from: s.v.pointer + t * kvd, count: kvd)
         }
         Attention.forward(q: s.q.pointer, tokens: tokens, queryStart: positions[0], shape: shape, keys: keys,
-                          values: values, kvLength: positions[0] + tokens, causal: true, into: s.attn.pointer)
+                          values: values, kvLength: kvLength, causal: true, mask: mask, into: s.attn.pointer)
         Linear.forward(s.attn.pointer, tokens: tokens, weight: o, bias: nil, into: s.normed.pointer)
         add(s.normed.pointer, into: h, count: tokens * hidden)
         // MLP

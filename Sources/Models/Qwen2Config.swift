@@ -17,6 +17,8 @@ public struct Qwen2Config: Codable, Sendable, Equatable {
     public var hiddenAct: String
     public var bosTokenId: Int?
     public var eosTokenId: [Int]
+    /// q/k/v projections carry biases (Qwen2); Llama-style decoders (the TTS transformer) have none.
+    public var attentionBias = true
 
     enum CodingKeys: String, CodingKey {
         case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"

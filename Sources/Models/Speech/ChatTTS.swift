@@ -1,0 +1,237 @@
+import Foundation
+import Kernels
+import Weights
+
+/// MiniCPM-o's ConditionalChatTTS (`tts.*`, spec §5.2–5.4): a 20-layer Llama over
+///   [Stts] [spk_emb] text…(300 slots) [Ptts] | audio frames…
+/// where [spk_emb]'s embedding is the L2-normalised projection of the LLM's hidden state at <|spk|>,
+/// text slots embed `emb_text`, a frame embeds Σ_q emb_code[q][code_q], and four weight-normalised
+/// heads give each frame's codes.
+public final class ConditionalChatTTS: @unchecked Sendable {
+    public let config: TTSConfig
+    let projector: (w1: WeightMatrix, b1: [Float], w2: WeightMatrix, b2: [Float])
+    let embText: WeightMatrix
+    let embCode: [WeightMatrix]
+    /// Heads with the weight norm folded: W[o] = g[o] · v[o] / ‖v[o]‖.
+    let heads: [WeightMatrix]
+    let layers: [Qwen2DecoderLayer]
+    let norm: [Float]
+    let rope: RoPE
+    let shape: AttentionShape
+
+    public init(config c: TTSConfig, reader r: WeightReader) {
+        config = c
+        let d = c.hiddenSize
+        let p = r.scoped("projector")
+        projector = (p.matrix("linear1.weight", rows: d, cols: c.llmDim), p.vector("linear1.bias", count: d),
+                     p.matrix("linear2.weight", rows: d, cols: d), p.vector("linear2.bias", count: d))
+        embText = r.matrix("emb_text.weight", rows: c.numTextTokens, cols: d)
+        embCode = (0..<c.numVQ).map { r.matrix("emb_code.\($0).weight", rows: c.numAudioTokens, cols: d) }
+        heads = (0..<c.numVQ).map { Self.foldedHead(r.scoped("head_code.\($0)"), rows: c.numAudioTokens, cols: d) }
+        let dc = c.decoder
+        layers = (0..<c.numHiddenLayers).map { Qwen2DecoderLayer(config: dc, reader: r.scoped("model.layers.\($0)")) }
+        norm = r.vector("model.norm.weight", count: d)
+        rope = RoPE(dim: c.headDim, theta: dc.ropeTheta)
+        shape = AttentionShape(heads: c.numAttentionHeads, kvHeads: c.numAttentionHeads, headDim: c.headDim)
+    }
+
+    /// Binds and validates the `tts.*` tensors (DVAE excluded).
+    public static func load(_ checkpoint: Checkpoint, config: TTSConfig) throws -> ConditionalChatTTS {
+        let reader = checkpoint.reader(prefix: "tts.")
+        let model = ConditionalChatTTS(config: config, reader: reader)
+        try reader.validate()
+        return model
+    }
+
+    /// Both spellings of PyTorch's weight norm: `parametrizations.weight.original0/1` (current) and
+    /// `weight_g`/`weight_v` (older checkpoints).
+    static func foldedHead(_ r: WeightReader, rows: Int, cols: Int) -> WeightMatrix {
+        let modern = r.contains("parametrizations.weight.original0")
+        let g = r.matrix(modern ? "parametrizations.weight.original0" : "weight_g", shape: [rows, 1]).toFloats()
+        var v = r.matrix(modern ? "parametrizations.weight.original1" : "weight_v", rows: rows, cols: cols).toFloats()
+        guard g.count == rows, v.count == rows * cols else { return WeightMatrix(rows: 0, cols: cols, values: []) }
+        for o in 0..<rows {
+            var ss: Double = 0
+            for i in 0..<cols { ss += Double(v[o * cols + i]) * Double(v[o * cols + i]) }
+            let s = Float(Double(g[o]) / ss.squareRoot())
+            for i in 0..<cols { v[o * cols + i] *= s }
+        }
+        return WeightMatrix(rows: rows, cols: cols, values: v)
+    }
+
+    /// The speaker vector: linear2(relu(linear1(h))), L2-normalised. h: the LLM's final-norm hidden
+    /// state at <|spk|> (llmDim values).
+    public func projectSpeaker(_ h: [Float]) -> [Float] {
+        let d = config.hiddenSize
+        precondition(h.count == config.llmDim)
+        var mid = [Float](repeating: 0, count: d), out = [Float](repeating: 0, count: d)
+        linear(h, 1, projector.w1, projector.b1, into: &mid)
+        for i in 0..<d where mid[i] < 0 { mid[i] = 0 }
+        linear(mid, 1, projector.w2, projector.b2, into: &out)
+        let n = max(out.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot(), 1e-12)  // F.normalize's eps
+        return out.map { $0 / n }
+    }
+
+    /// One utterance's state: the condition (text slots and their mask), the KV cache of 302 text slots
+    /// followed by audio positions, and the frames generated so far.
+    public final class Context: @unchecked Sendable {
+        public let ids: [Int]            // the 303 condition ids
+        public let textMask: [Bool]      // streaming_tts_text_mask
+        public let textTokens: Int       // n
+        let speaker: [Float]
+        let keys: [FloatBuffer], values: [FloatBuffer]
+        let capacity: Int
+        /// Positions whose keys and values are in the cache: 302 text slots, then fed frames.
+        public private(set) var length: Int
+        /// Frames sampled so far (EOS frames are not kept).
+        public private(set) var frames: [[Int]] = []
+        /// Whether a frame with EOS was sampled.
+        public private(set) var finished = false
+        /// Sampled but not yet fed (the next step's input); nil before the first (BOS) step.
+        var pending: [Int]?
+        var bosFed = false
+
+        init(ids: [Int], textMask: [Bool], textTokens: Int, speaker: [Float], layers: Int, width: Int, capacity: Int) {
+            self.ids = ids
+            self.textMask = textMask
+            self.textTokens = textTokens
+            self.speaker = speaker
+            self.capacity = capacity
+            keys = (0..<layers).map { _ in FloatBuffer(zeros: capacity * width) }
+            values = (0..<layers).map { _ in FloatBuffer(zeros: capacity * width) }
+            length = ids.count - 1
+        }
+
+        func appendFrame(_ codes: [Int], eos: Int) {
+            if codes.contains(eos) { finished = true } else { frames.append(codes) }
+            pending = codes
+        }
+
+        func advance() { length += 1 }
+    }
+
+    /// The condition of spec §5.2 for `text` (ChatTTS tokenizer ids, at most 300 are used):
+    /// [Stts] [spk_emb] text [Etts] [PAD]… [Ptts], with the text mask over [0, n + 3) and the last slot.
+    public func makeContext(text: [Int], specials: (stts: Int, etts: Int, pad: Int, ptts: Int), speaker: [Float],
+                            maxFrames: Int = 2048) -> Context {
+        let reserved = config.streamingTextReservedLength
+        let t = Array(text.prefix(reserved))
+        var ids = [specials.stts, config.spkEmbTokenID] + t
+        if t.count < reserved { ids += [specials.etts] + Array(repeating: specials.pad, count: reserved - t.count - 1) }
+        ids.append(specials.ptts)
+        var mask = [Bool](repeating: false, count: ids.count)
+        for i in 0..<min(t.count + 3, ids.count) { mask[i] = true }
+        mask[ids.count - 1] = true
+        return Context(ids: ids, textMask: mask, textTokens: t.count, speaker: speaker, layers: layers.count,
+                       width: config.hiddenSize, capacity: ids.count + maxFrames + 64)
+    }
+
+    /// Runs condition slots begin ..< end (causal over the cache prefix) and writes their keys and
+    /// values; returns their final-norm hidden states [end − begin, D].
+    @discardableResult
+    public func prefillText(_ ctx: Context, begin: Int, end: Int) -> [Float] {
+        let d = config.hiddenSize, n = end - begin
+        precondition(begin >= 0 && end <= ctx.ids.count - 1 && n > 0)
+        let x = FloatBuffer(count: n * d)
+        for i in 0..<n {
+            let slot = begin + i
+            if slot == 1 {
+                ctx.speaker.withUnsafeBufferPointer { (x.pointer + i * d).update(from: $0.baseAddress!, count: d) }
+            } else {
+                embText.readRow(ctx.ids[slot], into: x.pointer + i * d)
+            }
+        }
+        run(x, positions: Array(begin..<end), ctx: ctx, kvLength: end, mask: nil)
+        return Array(UnsafeBufferPointer(start: x.pointer, count: n * d))
+    }
+
+    /// One generation step at position P = ctx.length: feeds the audio BOS (first step) or the last
+    /// sampled frame and returns the raw head logits [numVQ × numAudioTokens].
+    public func step(_ ctx: Context) -> [Float] {
+        let d = config.hiddenSize, p = ctx.length
+        precondition(p < ctx.capacity, "TTS context is full")
+        let x = FloatBuffer(zeros: d)
+        if let codes = ctx.pending {
+            let row = FloatBuffer(count: d)
+            for (q, code) in codes.enumerated() {
+                embCode[q].readRow(code, into: row.pointer)
+                axpy(1, row.pointer, x.pointer, d)
+            }
+        } else {
+            embText.readRow(config.audioBosTokenID, into: x.pointer)
+            ctx.bosFed = true
+        }
+        // keys past the visible text (10 more per 50 frames) or outside the text mask are hidden; the
+        // BOS slot (last condition slot) is never seen; audio positions always are
+        let cond = ctx.ids.count
+        let unlocked = min(Int((Double(p - config.streamingTextReservedLength) / Double(config.streamingAudioChunkSize)).rounded(.up))
+                           * config.streamingTextChunkSize, config.streamingTextReservedLength) + 2
+        var mask = [Float](repeating: 0, count: p + 1)
+        for j in 0..<min(cond, p + 1) where j >= unlocked || !ctx.textMask[j] { mask[j] = -.infinity }
+        mask.withUnsafeBufferPointer { run(x, positions: [p], ctx: ctx, kvLength: p + 1, mask: $0.baseAddress!) }
+        ctx.advance()
+        var logits = [Float](repeating: 0, count: config.numVQ * config.numAudioTokens)
+        for q in 0..<config.numVQ {
+            logits.withUnsafeMutableBufferPointer {
+                Linear.forward(x.pointer, tokens: 1, weight: heads[q], bias: nil, into: $0.baseAddress! + q * config.numAudioTokens)
+            }
+        }
+        return logits
+    }
+
+    /// Up to `maxNew` frames (one `generate()` call of the reference: EOS is suppressed for its first
+    /// `minNew` steps). Stops at the first frame with EOS in any codebook.
+    public func generate(_ ctx: Context, maxNew: Int, minNew: Int = 10, sampler: inout CodeSampler) {
+        var i = 0
+        while i < maxNew && !ctx.finished && ctx.length < ctx.capacity {
+            let bos = ctx.pending == nil
+            let logits = step(ctx)
+            let codes = sampler.sample(logits, config: config, bos: bos, suppressEOS: i < minNew, history: ctx.frames)
+            ctx.appendFrame(codes, eos: config.eosCode)
+            i += 1
+        }
+    }
+
+    /// Runs embeddings x [positions.count, D] through the decoder in place (final norm applied).
+    func run(_ x: FloatBuffer, positions: [Int], ctx: Context, kvLength: Int, mask: UnsafePointer<Float>?) {
+        let d = config.hiddenSize, n = positions.count
+        let (cos, sin) = rope.table(positions: positions)
+        let scratch = Qwen2DecoderLayer.Scratch(config: config.decoder, tokens: n)
+        for (i, layer) in layers.enumerated() {
+            cos.withUnsafeBufferPointer { c in
+                sin.withUnsafeBufferPointer { s in
+                    layer.forward(x.pointer, tokens: n, positions: positions, cos: c.baseAddress!, sin: s.baseAddress!, rope: rope,
+                                  shape: shape, keys: KVRows(contiguous: ctx.keys[i].pointer, rowStride: d),
+                                  values: KVRows(contiguous: ctx.values[i].pointer, rowStride: d), kvLength: kvLength,
+                                  mask: mask, scratch: scratch)
+                }
+            }
+        }
+        norm.withUnsafeBufferPointer { Norm.rms(x.pointer, rows: n, dim: d, weight: $0.baseAddress!, eps: 1e-6, into: x.pointer) }
+    }
+
+    public var weightBytes: Int {
+        layers.reduce(0) { $0 + $1.weightBytes } + embText.byteCount + embCode.reduce(0) { $0 + $1.byteCount }
+            + heads.reduce(0) { $0 + $1.byteCount } + projector.w1.byteCount + projector.w2.byteCount
+    }
+}
+
+extension ConditionalChatTTS {
+    /// The non-streaming schedule of chat() (spec §5.5): text slots enter 10 at a time ([0, 12) first),
+    /// each followed by up to `chunkFrames` frames; once all text is in, `chunkFrames`-frame calls run
+    /// until EOS or `maxFrames`. Returns the frames (EOS frame dropped).
+    public func synthesize(_ ctx: Context, sampler: inout CodeSampler, chunkFrames: Int = 25, maxFrames: Int = 2048) -> [[Int]] {
+        let step = config.streamingTextChunkSize, last = ctx.ids.count - 1
+        let chunks = (ctx.ids.count + step - 1) / step
+        for c in 0..<chunks {
+            let begin = c == 0 ? 0 : c * step + 2, end = min((c + 1) * step + 2, last)
+            if end > begin { prefillText(ctx, begin: begin, end: end) }
+            generate(ctx, maxNew: chunkFrames, sampler: &sampler)
+            if ctx.finished { return ctx.frames }
+        }
+        while !ctx.finished && ctx.frames.count <= maxFrames && ctx.length < ctx.capacity {
+            generate(ctx, maxNew: chunkFrames, sampler: &sampler)
+        }
+        return ctx.frames
+    }
+}
