@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from safetensors.torch import save_file
 
-# Whisper encoder sizes. The tiny one goes into Tests/Fixtures/models/tiny-minicpmo (LLM hidden 16); its
+# Whisper encoder sizes. The tiny one goes into Tests/Fixtures/models/tiny-minicpmo (LLM hidden 8); its
 # projector input encoder_ffn_dim // 4 = 32 equals d_model, as in the real model (4096 // 4 = 1024).
 AUDIO_TINY = dict(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=128)
 # MiniCPM-o 2.6's (spec §1.1): openai/whisper-medium.

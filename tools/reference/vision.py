@@ -23,7 +23,7 @@ from transformers.models.idefics2.configuration_idefics2 import Idefics2VisionCo
 from transformers.models.idefics2.modeling_idefics2 import Idefics2VisionTransformer
 from safetensors.torch import save_file
 
-# SigLIP-NaViT sizes. The tiny one goes into Tests/Fixtures/models/tiny-minicpmo (LLM hidden 16).
+# SigLIP-NaViT sizes. The tiny one goes into Tests/Fixtures/models/tiny-minicpmo (LLM hidden 8).
 VISION_TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
 # MiniCPM-o 2.6's (spec §1.1): HuggingFaceM4/siglip-so400m-14-980-flash-attn2-navit.
 VISION_REAL = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16)
