@@ -130,7 +130,7 @@ extension Qwen2Tokenizer {
 
 // MARK: - Helpers
 
-private func readFile(_ url: URL) throws -> Data {
+func readFile(_ url: URL) throws -> Data {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue else {
         throw TokenizerError.fileNotFound(path: url.path)
@@ -151,7 +151,7 @@ private func decompressed(_ data: Data, source: String) throws -> Data {
     }
 }
 
-private func jsonObject(_ data: Data, source: String) throws -> [String: Any] {
+func jsonObject(_ data: Data, source: String) throws -> [String: Any] {
     let data = try decompressed(data, source: source)
     let value: Any
     do {
@@ -165,7 +165,7 @@ private func jsonObject(_ data: Data, source: String) throws -> [String: Any] {
     return object
 }
 
-private func vocabulary(_ value: Any?, source: String, field: String) throws -> [String: Int] {
+func vocabulary(_ value: Any?, source: String, field: String) throws -> [String: Int] {
     guard let object = value as? [String: Any] else {
         throw TokenizerError.missingField(path: source, field: field)
     }
@@ -187,7 +187,7 @@ private func splitMerge(_ merge: String, source: String) throws -> (String, Stri
     return (String(parts[0]), String(parts[1]))
 }
 
-private func addedToken(_ object: [String: Any], id: Int, source: String, field: String) throws -> AddedToken {
+func addedToken(_ object: [String: Any], id: Int, source: String, field: String) throws -> AddedToken {
     guard let content = object["content"] as? String else {
         throw TokenizerError.missingField(path: source, field: "\(field).content")
     }
