@@ -47,7 +47,7 @@ import Testing
     }
 
     @Test func quantizedMiniCPMOKeepsLayoutAndTokenizer() throws {
-        // tiny-minicpmo's 16-wide matrices cannot be blocked: they stay bf16, the copy still loads and generates
+        // tiny-minicpmo's 8-wide matrices cannot be blocked: they stay bf16, the copy still loads and generates
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("quantized-minicpmo-\(getpid())").path
         try? FileManager.default.removeItem(atPath: out)
         _ = try CheckpointQuantizer.run(model: modelDir("tiny-minicpmo"), format: .q8_0, output: out)

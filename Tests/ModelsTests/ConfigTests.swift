@@ -5,7 +5,7 @@ import Testing
 @Suite struct ConfigTests {
     @Test func decodesFixtureConfigs() throws {
         let q = try ModelConfig(directory: modelDir("tiny-qwen2"))
-        #expect(q.kind == .qwen2 && q.llm.tieWordEmbeddings && q.llm.headDim == 8 && q.llm.ropeTheta == 1e6)
+        #expect(q.kind == .qwen2 && q.llm.tieWordEmbeddings && q.llm.headDim == 4 && q.llm.ropeTheta == 1e6)
         let m = try ModelConfig(directory: modelDir("tiny-minicpmo"))
         #expect(m.kind == .minicpmo && !m.llm.tieWordEmbeddings && m.llm.vocabSize == 151700 && m.kind.llmPrefix == "llm.")
         let g = try ModelConfig(directory: modelDir("tiny-qwen2-gqa"))
