@@ -33,6 +33,9 @@ public struct GenerationOptions: Sendable {
     public var stopStrings: [String] = []
     /// Prompt tokens per forward pass during prefill.
     public var prefillChunk = 512
+    /// A prompt position whose final-norm hidden state is returned in the result (the `<|spk|>`
+    /// token's, which conditions the speech output).
+    public var captureHiddenAt: Int?
 
     public init(sampling: SamplingParameters = SamplingParameters(), maxTokens: Int = 2048, stopStrings: [String] = [],
                 prefillChunk: Int = 512) {
@@ -65,6 +68,8 @@ public struct GenerationResult: Sendable {
     public var tokenIds: [Int]
     public var finishReason: FinishReason
     public var timings: GenerationTimings
+    /// The hidden state asked for by `GenerationOptions.captureHiddenAt`.
+    public var capturedHidden: [Float]?
 }
 
 /// What a streaming generation yields: text as it becomes final, then the result.
@@ -157,6 +162,13 @@ public final class LanguageSession: @unchecked Sendable {
 
     /// The same for a prompt with media embeddings.
     public func prefill(_ prompt: Prompt, chunk: Int) throws -> (logits: [Float], reused: Int) {
+        let r = try prefill(prompt, chunk: chunk, hiddenAt: nil)
+        return (r.logits, r.reused)
+    }
+
+    /// The same, also returning the final-norm hidden state at position `hiddenAt` (recomputed even
+    /// when it lies in the cached prefix).
+    public func prefill(_ prompt: Prompt, chunk: Int, hiddenAt: Int?) throws -> (logits: [Float], reused: Int, hidden: [Float]?) {
         let tokens = prompt.tokens
         precondition(!tokens.isEmpty)
         let h = model.config.hiddenSize
@@ -165,6 +177,8 @@ public final class LanguageSession: @unchecked Sendable {
         var common = 0
         while common < min(keys.count, cachedKeys.count) && keys[common] == cachedKeys[common] { common += 1 }
         common = min(common, tokens.count - 1)  // the last token must run to produce logits
+        if let at = hiddenAt, at >= 0, at < tokens.count { common = min(common, at) }
+        var captured: [Float]?
         cache.truncate(to: common)
         cachedKeys.removeLast(cachedKeys.count - common)
         var logits: [Float] = []
@@ -182,10 +196,13 @@ public final class LanguageSession: @unchecked Sendable {
                 try model.forward(x, tokens: end - start, cache: cache)
             }
             cachedKeys += keys[start..<end]
+            if let at = hiddenAt, at >= start, at < end {
+                captured = Array(UnsafeBufferPointer(start: hidden.pointer + (at - start) * h, count: h))
+            }
             if end == tokens.count { logits = model.logits(hidden, rows: (end - start - 1)..<(end - start)).array }
             start = end
         }
-        return (logits, common)
+        return (logits, common, captured)
     }
 
     /// Feeds one token and returns the next logits.
@@ -234,7 +251,8 @@ public struct TextGenerator: Sendable {
         var timings = GenerationTimings()
         timings.promptTokens = prompt.count
         let t0 = Date()
-        var (logits, reused) = try session.prefill(full, chunk: options.prefillChunk)
+        let pre = try session.prefill(full, chunk: options.prefillChunk, hiddenAt: options.captureHiddenAt)
+        var logits = pre.logits, reused = pre.reused
         timings.cachedTokens = reused
         timings.prefillSeconds = Date().timeIntervalSince(t0)
 
@@ -269,7 +287,8 @@ public struct TextGenerator: Sendable {
         }
         timings.generatedTokens = generated.count
         timings.decodeSeconds = Date().timeIntervalSince(t1)
-        return GenerationResult(text: text, tokenIds: generated, finishReason: reason, timings: timings)
+        return GenerationResult(text: text, tokenIds: generated, finishReason: reason, timings: timings,
+                                capturedHidden: pre.hidden)
     }
 
     /// The same generation as an async stream (the work runs on its own thread; cancelling the

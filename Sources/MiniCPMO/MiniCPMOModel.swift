@@ -14,6 +14,7 @@ public final class MiniCPMOModel: @unchecked Sendable {
     private var tokenizerResult: Result<Qwen2Tokenizer, Error>?
     private var visionResult: Result<VisionModel, Error>?
     var audioResult: Result<AudioModel, Error>?
+    var speechResult: Result<SpeechModel, Error>?
     let lock = NSLock()
 
     /// - quantize: block-quantize the language model's linear weights at load (q8_0 or q4_0);

@@ -24,13 +24,21 @@ struct ChatCommand: ParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
 
+    @OptionGroup var speech: SpeechOptions
+
     func run() throws {
         let loaded = model.load()
         let generator: TextGenerator
         do { generator = try loaded.textGenerator() } catch { fail(error, code: 1) }
         let interactive = isatty(STDIN_FILENO) != 0
         let session = LanguageSession(model: loaded.llm)
-        var messages: [MultimodalMessage] = system.map { [.system($0)] } ?? []
+        var opening: [MultimodalMessage] = system.map { [.system($0)] } ?? []
+        do {
+            if speech.enabled { _ = try loaded.speech() }
+            if let voice = try speech.voiceMessage(model: loaded) { opening.append(voice) }
+        } catch { fail(error, code: 1) }
+        var messages = opening
+        var turn = 0
         var pending: [ContentPart] = [], pendingAudio: [ContentPart] = []
         func attach(_ path: String) {
             do {
@@ -64,7 +72,7 @@ struct ChatCommand: ParsableCommand {
                 continue
             }
             if text == "/reset" {
-                messages = system.map { [.system($0)] } ?? []
+                messages = opening
                 pending = []
                 pendingAudio = []
                 session.reset()
@@ -75,13 +83,24 @@ struct ChatCommand: ParsableCommand {
             pending = []
             pendingAudio = []
             do {
-                let ids = try loaded.prompt(messages, tokenizer: generator.tokenizer)
-                let result = try generator.generate(prompt: ids, session: session, options: sampling.generation) { piece in
+                let ids = try loaded.prompt(messages, tokenizer: generator.tokenizer,
+                                            generationPrompt: speech.enabled ? .assistantSpeech : nil)
+                var options = sampling.generation
+                if speech.enabled { options.captureHiddenAt = try speakerPosition(ids, tokenizer: generator.tokenizer) }
+                let result = try generator.generate(prompt: ids, session: session, options: options) { piece in
                     writeOut(piece)
                     return true
                 }
                 writeOut("\n")
                 note(rateLine(result.timings))
+                if speech.enabled {
+                    turn += 1
+                    do {
+                        _ = try speak(result, model: loaded, tokenizer: generator.tokenizer, options: speech, turn: turn)
+                    } catch {
+                        note("error: \(error)")  // the text answer stands; the next turn may still speak
+                    }
+                }
                 messages.append(.assistant(result.text))
             } catch where error is GenerationError || error is MultimodalError {
                 // e.g. the conversation outgrew the context: report it and let the user /reset

@@ -29,6 +29,8 @@ struct GenerateCommand: ParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
 
+    @OptionGroup var speech: SpeechOptions
+
     @Flag(name: .long, help: "Print one JSON object (text, token_ids, prompt_tokens, finish_reason, timings) instead of streaming.")
     var json = false
 
@@ -47,22 +49,33 @@ struct GenerateCommand: ParsableCommand {
             let generator = try loaded.textGenerator()
             var messages: [MultimodalMessage] = []
             if let system { messages.append(.system(system)) }
+            if let voice = try speech.voiceMessage(model: loaded) { messages.append(voice) }
             let images = try image.map { try encodeImageFile($0, model: loaded, maxSliceNums: maxSliceNums) }
             let clips = try audio.map { try encodeAudioFile($0, model: loaded) }
             let text = task?.prompt ?? prompt ?? ""
             messages.append(.user(images.map { .image($0) } + [.text(text)] + clips.map { .audio($0) }))
-            let ids = try loaded.prompt(messages, tokenizer: generator.tokenizer)
+            let ids = try loaded.prompt(messages, tokenizer: generator.tokenizer,
+                                        generationPrompt: speech.enabled ? .assistantSpeech : nil)
+            var options = sampling.generation
+            if speech.enabled {
+                _ = try loaded.speech()  // fail early, before generating, if the checkpoint cannot speak
+                options.captureHiddenAt = try speakerPosition(ids, tokenizer: generator.tokenizer)
+            }
             let session = LanguageSession(model: loaded.llm)
-            let result = try generator.generate(prompt: ids, session: session, options: sampling.generation) { piece in
+            let result = try generator.generate(prompt: ids, session: session, options: options) { piece in
                 if !json { writeOut(piece) }
                 return true
             }
+            var out = GenerateJSON(result)
+            if speech.enabled {
+                if !json { writeOut("\n") }
+                let (spoken, path) = try speak(result, model: loaded, tokenizer: generator.tokenizer, options: speech)
+                out.speech = .init(file: path, seconds: spoken.seconds, frames: spoken.codes.count, codes: spoken.codes)
+            }
             if json {
-                let enc = JSONEncoder()
-                enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                writeOut(String(decoding: try enc.encode(GenerateJSON(result)), as: UTF8.self) + "\n")
+                writeOut(String(decoding: try jsonEncoder().encode(out), as: UTF8.self) + "\n")
             } else {
-                writeOut("\n")
+                if !speech.enabled { writeOut("\n") }
                 note(rateLine(result.timings))
             }
         } catch {

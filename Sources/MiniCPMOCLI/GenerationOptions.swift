@@ -54,6 +54,14 @@ struct GenerateJSON: Encodable {
     var promptTokens: Int
     var finishReason: String
     var timings: Timings
+    var speech: Speech?
+
+    struct Speech: Encodable {
+        var file: String
+        var seconds: Double
+        var frames: Int
+        var codes: [[Int]]
+    }
 
     struct Timings: Encodable {
         var prefillTokensPerSecond: Double
@@ -68,7 +76,7 @@ struct GenerateJSON: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case text, tokenIds = "token_ids", promptTokens = "prompt_tokens", finishReason = "finish_reason", timings
+        case text, tokenIds = "token_ids", promptTokens = "prompt_tokens", finishReason = "finish_reason", timings, speech
     }
 
     init(_ r: GenerationResult) {
