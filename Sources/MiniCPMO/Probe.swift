@@ -4,7 +4,7 @@ import Foundation
 /// (see the probe contract in the docs). Bad inputs raise `ProbeError.input`, which the CLI reports
 /// with exit code 2.
 public enum Probe {
-    public static let components = ["llm", "vision", "image", "mel", "audio"]
+    public static let components = ["llm", "vision", "image", "mel", "audio", "tts", "dvae", "vocos"]
 
     public static func run(component: String, model: MiniCPMOModel, input: String, output: String) throws {
         let file: SafetensorsFile
@@ -16,6 +16,9 @@ public enum Probe {
         case "image": outputs = try image(model, inputs: file)
         case "audio": outputs = try audio(try model.audio(), inputs: file)
         case "mel": outputs = try mel(inputs: file)
+        case "tts": outputs = try tts(try model.speech(), inputs: file)
+        case "dvae": outputs = try dvae(try model.speech(), inputs: file)
+        case "vocos": outputs = try vocos(try model.speech(), inputs: file)
         default:
             throw ProbeError.input("unknown component '\(component)' (available: \(components.joined(separator: ", ")))")
         }
