@@ -75,12 +75,12 @@ public final class ConditionalChatTTS: @unchecked Sendable {
     /// One utterance's state: the condition (text slots and their mask), the KV cache of 302 text slots
     /// followed by audio positions, and the frames generated so far.
     public final class Context: @unchecked Sendable {
-        public let ids: [Int]            // the 303 condition ids
-        public let textMask: [Bool]      // streaming_tts_text_mask
-        public let textTokens: Int       // n
+        public internal(set) var ids: [Int]         // the 303 condition ids
+        public internal(set) var textMask: [Bool]   // streaming_tts_text_mask
+        public internal(set) var textTokens: Int    // n
         let speaker: [Float]
         let keys: [FloatBuffer], values: [FloatBuffer]
-        let capacity: Int
+        public let capacity: Int
         /// Positions whose keys and values are in the cache: 302 text slots, then fed frames.
         public private(set) var length: Int
         /// Frames sampled so far (EOS frames are not kept).
@@ -124,6 +124,27 @@ public final class ConditionalChatTTS: @unchecked Sendable {
         mask[ids.count - 1] = true
         return Context(ids: ids, textMask: mask, textTokens: t.count, speaker: speaker, layers: layers.count,
                        width: config.hiddenSize, capacity: ids.count + maxFrames + 64)
+    }
+
+    /// A condition whose text is not known yet (streaming): [Stts] [spk_emb] [PAD]… [Ptts], text mask
+    /// on the first two slots and the last; `setText` fills it in as the answer is written.
+    public func makeStreamingContext(specials: (stts: Int, etts: Int, pad: Int, ptts: Int), speaker: [Float],
+                                     maxFrames: Int = 2048) -> Context {
+        let ctx = makeContext(text: [], specials: specials, speaker: speaker, maxFrames: maxFrames)
+        ctx.ids[2] = specials.pad
+        ctx.textMask[2] = false  // no [Etts] until the text is complete
+        return ctx
+    }
+
+    /// Puts the text known so far into the condition (and [Etts] after it once `complete`).
+    public func setText(_ ctx: Context, _ text: [Int], complete: Bool, specials: (stts: Int, etts: Int, pad: Int, ptts: Int)) {
+        let reserved = config.streamingTextReservedLength
+        let t = Array(text.prefix(reserved))
+        for i in 0..<reserved {
+            ctx.ids[2 + i] = i < t.count ? t[i] : (i == t.count && complete ? specials.etts : specials.pad)
+            ctx.textMask[2 + i] = i < t.count || (i == t.count && complete)
+        }
+        ctx.textTokens = t.count
     }
 
     /// Runs condition slots begin ..< end (causal over the cache prefix) and writes their keys and
