@@ -36,6 +36,9 @@ public struct GenerationOptions: Sendable {
     /// A prompt position whose final-norm hidden state is returned in the result (the `<|spk|>`
     /// token's, which conditions the speech output).
     public var captureHiddenAt: Int?
+    /// Called with that hidden state as soon as the prompt is in (before the first token), so that a
+    /// speech stream can start while the answer is being written.
+    public var onCapturedHidden: (@Sendable ([Float]) -> Void)?
 
     public init(sampling: SamplingParameters = SamplingParameters(), maxTokens: Int = 2048, stopStrings: [String] = [],
                 prefillChunk: Int = 512) {
@@ -252,7 +255,9 @@ public struct TextGenerator: Sendable {
         timings.promptTokens = prompt.count
         let t0 = Date()
         let pre = try session.prefill(full, chunk: options.prefillChunk, hiddenAt: options.captureHiddenAt)
-        var logits = pre.logits, reused = pre.reused
+        var logits = pre.logits
+        let reused = pre.reused
+        if let h = pre.hidden { options.onCapturedHidden?(h) }
         timings.cachedTokens = reused
         timings.prefillSeconds = Date().timeIntervalSince(t0)
 

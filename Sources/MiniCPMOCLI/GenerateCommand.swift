@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Media
 import MiniCPMO
 
 struct GenerateCommand: ParsableCommand {
@@ -57,18 +58,28 @@ struct GenerateCommand: ParsableCommand {
             let ids = try loaded.prompt(messages, tokenizer: generator.tokenizer,
                                         generationPrompt: speech.enabled ? .assistantSpeech : nil)
             var options = sampling.generation
+            let streaming = try speech.streamSpeech.map { try StreamingSpeaker(model: loaded, options: speech, directory: $0) }
             if speech.enabled {
                 _ = try loaded.speech()  // fail early, before generating, if the checkpoint cannot speak
                 options.captureHiddenAt = try speakerPosition(ids, tokenizer: generator.tokenizer)
+                if let streaming { options.onCapturedHidden = { streaming.start(hidden: $0) } }
             }
             let session = LanguageSession(model: loaded.llm)
             let result = try generator.generate(prompt: ids, session: session, options: options) { piece in
                 if !json { writeOut(piece) }
+                streaming?.push(piece)
                 return true
             }
             var out = GenerateJSON(result)
-            if speech.enabled {
-                if !json { writeOut("\n") }
+            if speech.enabled && !json { writeOut("\n") }
+            if let streaming {
+                let wave = streaming.finish()
+                if let path = speech.speechOut {
+                    try WAVWriter.write(wave, sampleRate: SpeechOutput.sampleRate, to: URL(fileURLWithPath: path), overwrite: speech.overwrite)
+                }
+                out.speech = .init(file: speech.speechOut ?? speech.streamSpeech ?? "", seconds: Double(wave.count) / Double(SpeechOutput.sampleRate),
+                                   frames: streaming.codes.count, codes: streaming.codes)
+            } else if speech.enabled {
                 let (spoken, path) = try speak(result, model: loaded, tokenizer: generator.tokenizer, options: speech)
                 out.speech = .init(file: path, seconds: spoken.seconds, frames: spoken.codes.count, codes: spoken.codes)
             }

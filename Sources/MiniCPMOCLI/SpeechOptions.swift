@@ -20,13 +20,16 @@ struct SpeechOptions: ParsableArguments {
     @Option(name: .long, help: "Most audio frames per answer (a frame is 1/46.875 s).")
     var maxSpeechFrames: Int = 2048
 
+    @Option(name: .long, help: "Speak while the answer is written: write chunk-NNN.wav files into this directory as they are ready.")
+    var streamSpeech: String?
+
     @Flag(name: .long, help: "Replace existing --speech-out files.")
     var overwrite = false
 
-    var enabled: Bool { speechOut != nil }
+    var enabled: Bool { speechOut != nil || streamSpeech != nil }
 
     func validate() throws {
-        if voice != nil && speechOut == nil { throw ValidationError("--voice needs --speech-out") }
+        if voice != nil && !enabled { throw ValidationError("--voice needs --speech-out or --stream-speech") }
         if maxSpeechFrames < 1 { throw ValidationError("--max-speech-frames must be at least 1") }
         if let out = speechOut, !out.lowercased().hasSuffix(".wav") { throw ValidationError("--speech-out must name a .wav file") }
     }
@@ -73,4 +76,63 @@ func speak(_ result: GenerationResult, model: MiniCPMOModel, tokenizer: Qwen2Tok
 func speakerPosition(_ prompt: Prompt, tokenizer: Qwen2Tokenizer) throws -> Int {
     guard let spk = tokenizer.id(of: "<|spk|>"), let at = prompt.tokens.lastIndex(of: spk) else { throw SpeechError.noSpeakerPosition }
     return at
+}
+
+/// A speech stream fed by the answer's text as it is written (`--stream-speech DIR`).
+final class StreamingSpeaker: @unchecked Sendable {
+    let model: MiniCPMOModel
+    let options: SpeechOptions
+    let directory: URL
+    var streamer: SpeechStreamer?
+    var text = ""
+    var all: [Float] = []
+    let lock = NSLock()
+
+    init(model: MiniCPMOModel, options: SpeechOptions, directory: String) throws {
+        self.model = model
+        self.options = options
+        self.directory = URL(fileURLWithPath: directory)
+        try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
+        let existing = (try? FileManager.default.contentsOfDirectory(atPath: directory))?.filter { $0.hasPrefix("chunk-") } ?? []
+        if !existing.isEmpty && !options.overwrite {
+            throw AudioError.io(path: directory, reason: "it already holds chunk files (choose another directory, or allow overwriting)")
+        }
+    }
+
+    /// Starts the stream once the speaker vector is known.
+    func start(hidden: [Float]) {
+        lock.withLock {
+            guard let speech = try? model.speech() else { return }
+            streamer = SpeechStreamer(speech: speech, speakerHidden: hidden, sampler: options.sampler,
+                                      maxFrames: options.maxSpeechFrames) { [self] chunk in write(chunk) }
+        }
+    }
+
+    func push(_ piece: String) {
+        lock.withLock {
+            text += piece
+            streamer?.update(text: text)
+        }
+    }
+
+    func finish() -> [Float] {
+        lock.withLock {
+            streamer?.finish()
+            return all
+        }
+    }
+
+    var codes: [[Int]] { streamer?.codes ?? [] }
+
+    private func write(_ chunk: SpeechChunk) {
+        all += chunk.samples
+        let url = directory.appendingPathComponent(String(format: "chunk-%03d.wav", chunk.index))
+        do {
+            try WAVWriter.write(chunk.samples, sampleRate: SpeechOutput.sampleRate, to: url, overwrite: true)
+            note(String(format: "[speech chunk %d: %.2f s of audio ready after %.2f s%@]", chunk.index,
+                        Double(chunk.samples.count) / Double(SpeechOutput.sampleRate), chunk.readyAfter, chunk.isLast ? ", last" : ""))
+        } catch {
+            note("error: \(error)")
+        }
+    }
 }
