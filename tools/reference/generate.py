@@ -9,13 +9,18 @@ deterministic: the same pinned packages give byte-identical files.
     python tools/reference/generate.py --geometry qwen2.5-0.5b --out models/qwen2.5-0.5b-random
     python tools/reference/generate.py --geometry minicpmo-vision --out models/minicpmo-vision-random
     python tools/reference/generate.py --geometry minicpmo-audio --out models/minicpmo-audio-random
+    python tools/reference/generate.py --geometry minicpmo-tts --out models/minicpmo-tts-random
 
 tiny-minicpmo also carries random vision weights (`vpm.*`, `resampler.*`, see vision.py), the MiniCPM-o
 special tokens, and the vision references (reference/vision-tiny-minicpmo.safetensors,
 reference/generate-vision-tiny-minicpmo.json, probe/vision-input.safetensors); and random audio weights
 (`apm.*`, `audio_projection_layer.*`, see audio.py) with the audio references
 (reference/audio-tiny-minicpmo.safetensors, reference/audio-placeholders.json,
-reference/generate-audio-tiny-minicpmo.json, probe/audio-input.safetensors).
+reference/generate-audio-tiny-minicpmo.json, probe/audio-input.safetensors); and random speech-output weights
+(`tts.*`: ConditionalChatTTS + DVAE decoder, see speech.py) with `tts_config`, the assets a real checkpoint carries
+(assets/Vocos.pt, assets/chattts_tokenizer/tokenizer.json.gz) and the speech references
+(reference/speech-tiny-minicpmo.safetensors, reference/speech-e2e-tiny-minicpmo.{json,safetensors},
+probe/{tts,dvae,vocos}-input.safetensors).
 """
 import argparse
 import json
@@ -29,6 +34,7 @@ from safetensors.torch import save_file
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 import audio as aud
+import speech as sp
 import vision as vis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -333,9 +339,32 @@ def write_minicpmo_audio_geometry(out):
     aud.save_audio_only_checkpoint(out, d, audio.bf16)
 
 
+def write_minicpmo_tts_geometry(out):
+    """MiniCPM-o 2.6 with only its speech output: the real LLM fields (one layer; no LLM tensors), the real
+    tts_config, `tts.*` (ConditionalChatTTS 768 x 20 layers, DVAE decoder) in bf16, assets/Vocos.pt at the real
+    sizes (float32), and the fixture's ChatTTS tokenizer. init_vision and init_audio are false."""
+    spec = MINICPMO_VISION_GEOMETRY
+    fields = {k: v for k, v in spec.items() if k != "kind"}
+    config = Qwen2Config(max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6, hidden_act="silu",
+                         bos_token_id=151643, eos_token_id=151645, initializer_range=0.02, **fields)
+    tts = sp.TTS(sp.TTS_REAL, spec["hidden_size"], sp.DVAE_REAL, seed=sp.TTS_SEED,
+                 dead_vocab=sp.TTS_DEAD_VOCAB["real"])
+    d = config_json(config, spec)
+    d["tts_config"] = tts.config
+    d["init_vision"] = False
+    d["init_audio"] = False
+    out = Path(out)
+    aud.save_audio_only_checkpoint(out, d, tts.bf16)
+    sp.VocosModel(sp.VOCOS_REAL, sp.VOCOS_SEED).save(out / "assets" / "Vocos.pt")
+    tok_dir = out / "assets" / "chattts_tokenizer"
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(FIXTURES / "models" / "tiny-minicpmo" / "assets" / "chattts_tokenizer" / "tokenizer.json.gz",
+                    tok_dir / "tokenizer.json.gz")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--geometry", choices=sorted(GEOMETRIES) + ["minicpmo-audio", "minicpmo-vision"],
+    ap.add_argument("--geometry", choices=sorted(GEOMETRIES) + ["minicpmo-audio", "minicpmo-tts", "minicpmo-vision"],
                     help="make one large random checkpoint")
     ap.add_argument("--out", help="output folder for --geometry")
     args = ap.parse_args()
@@ -350,6 +379,10 @@ def main():
         write_minicpmo_audio_geometry(args.out)
         print(f"wrote {args.out}")
         return
+    if args.geometry == "minicpmo-tts":
+        write_minicpmo_tts_geometry(args.out)
+        print(f"wrote {args.out}")
+        return
     if args.geometry:
         spec = dict(GEOMETRIES[args.geometry], kind="qwen2", shards=1)
         torch.set_default_dtype(torch.bfloat16)  # a 7B-wide model in float32 would need 2x the memory
@@ -362,13 +395,16 @@ def main():
     for i, (name, spec) in enumerate(TINY.items()):
         config, model = build_qwen2(spec, seed=100 + i)
         directory = FIXTURES / "models" / name
-        sd, cfg, vision, audio = state_dict_for(model, spec), config_json(config, spec), None, None
+        sd, cfg, vision, audio, tts = state_dict_for(model, spec), config_json(config, spec), None, None, None
         if spec["kind"] == "minicpmo":
             vision = vis.Vision(vis.VISION_TINY, spec["hidden_size"], seed=VISION_SEED)
             audio = aud.Audio(aud.AUDIO_TINY, spec["hidden_size"], seed=AUDIO_SEED)
-            sd = dict(sorted({**sd, **vision.bf16, **audio.bf16}.items()))
+            tts = sp.TTS(sp.TTS_TINY, spec["hidden_size"], sp.DVAE_TINY, seed=sp.TTS_SEED,
+                         dead_vocab=sp.TTS_DEAD_VOCAB["tiny"])
+            sd = dict(sorted({**sd, **vision.bf16, **audio.bf16, **tts.bf16}.items()))
             cfg["vision_config"] = vision.config
             cfg["audio_config"] = audio.config
+            cfg["tts_config"] = tts.config
         save_checkpoint(directory, sd, cfg, spec["shards"])
         write_reference(FIXTURES / "reference" / f"llm-{name}.safetensors", model, config, seed=200 + i)
         if config.vocab_size >= 151665:
@@ -393,6 +429,16 @@ def main():
             aud.write_placeholders(FIXTURES / "reference" / "audio-placeholders.json")
             aud.write_e2e_reference(FIXTURES / "reference" / f"generate-audio-{name}.json",
                                     float32_twin(model, config), vision, audio, tok, IMAGES, SPEECH)
+        if tts is not None:
+            # the assets a real MiniCPM-o checkpoint carries beside its shards
+            vocos = sp.VocosModel(sp.VOCOS_TINY, sp.VOCOS_SEED)
+            vocos.save(directory / "assets" / "Vocos.pt")
+            ctok = sp.write_chattts_tokenizer(directory / "assets" / "chattts_tokenizer")
+            sp.write_speech_reference(FIXTURES / "reference" / f"speech-{name}.safetensors", FIXTURES / "probe",
+                                      tts, vocos, ctok, spec["hidden_size"])
+            sp.write_e2e_reference(FIXTURES / "reference" / f"speech-e2e-{name}.json",
+                                   FIXTURES / "reference" / f"speech-e2e-{name}.safetensors",
+                                   float32_twin(model, config), tts, vocos, tok, ctok)
         print(f"wrote {name}")
 
     # A ready-made probe input for the README's quick start: a short ChatML prompt's token ids.

@@ -490,14 +490,18 @@ def training_lines(rng):
 
 # ----------------------------------------------------------------------------- tokenizers
 
-def learn_vocab(tok, lines):
+def learn_vocab(tok, lines, vocab_size=None, limit_alphabet=None, specials=None):
     """WordPiece vocabulary by BPE merges, as `tokenizers`' WordPieceTrainer learns it: words from
     the tokenizer's own normalizer and pre-tokenizer, an alphabet of the `LIMIT_ALPHABET` most
     frequent characters, non-initial symbols spelled "##x", then the most frequent adjacent pair
     merged (min frequency 2) until the vocabulary has `VOCAB_SIZE` entries. WordPieceTrainer itself
     is not reproducible across processes (it breaks ties between equally frequent pairs in hash-map
     order, and Rust seeds hash maps per process: four runs gave four vocabularies), so ties are
-    broken here by the pair's spelling."""
+    broken here by the pair's spelling. `vocab_size`, `limit_alphabet` and the leading `specials`
+    default to this script's (speech.py learns the ChatTTS-sized vocabulary with its own)."""
+    vocab_size = VOCAB_SIZE if vocab_size is None else vocab_size
+    limit_alphabet = LIMIT_ALPHABET if limit_alphabet is None else limit_alphabet
+    specials = BASE_SPECIALS if specials is None else specials
     counts = {}
     for line in lines:
         for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(line)):
@@ -506,13 +510,13 @@ def learn_vocab(tok, lines):
     for word, n in counts.items():
         for ch in word:
             char_counts[ch] = char_counts.get(ch, 0) + n
-    alphabet = set(sorted(char_counts, key=lambda ch: (-char_counts[ch], ch))[:LIMIT_ALPHABET])
+    alphabet = set(sorted(char_counts, key=lambda ch: (-char_counts[ch], ch))[:limit_alphabet])
     words, freqs = [], []
     for word, n in sorted(counts.items()):
         if all(ch in alphabet for ch in word):
             words.append([word[0]] + ["##" + ch for ch in word[1:]])
             freqs.append(n)
-    vocab = list(BASE_SPECIALS)
+    vocab = list(specials)
     seen = set(vocab)
     for symbol in sorted({s for w in words for s in w}):
         if symbol not in seen:
@@ -525,7 +529,7 @@ def learn_vocab(tok, lines):
             where.setdefault((a, b), set()).add(i)
     heap = [(-n, pair) for pair, n in pair_counts.items()]
     heapq.heapify(heap)
-    while len(vocab) < VOCAB_SIZE and heap:
+    while len(vocab) < vocab_size and heap:
         n, pair = heapq.heappop(heap)
         if -n != pair_counts.get(pair, 0):
             continue  # stale entry
