@@ -35,6 +35,12 @@ public enum EncoderBenchmark {
                 progress(String(format: "audio: %.3f s per 30 s clip", out.last!.medianSeconds))
             } catch { progress("audio encoder not timed: \(error)") }
         }
+        if try TTSConfig.decode(config) != nil {
+            do {
+                out += speech(try MiniCPMOModel.loadSpeech(directory: directory, config: config, checkpoint: checkpoint), repeats: repeats)
+                progress(String(format: "speech: real-time factor %.2f", out.last!.medianSeconds))
+            } catch { progress("speech output not timed: \(error)") }
+        }
         return out
     }
 
@@ -51,6 +57,11 @@ public enum EncoderBenchmark {
             out += audio30s(try model.audio(), repeats: repeats)
         } catch {
             progress("audio encoder not timed: \(error)")
+        }
+        do {
+            out += speech(try model.speech(), repeats: repeats)
+        } catch {
+            progress("speech output not timed: \(error)")
         }
         return out
     }
@@ -87,6 +98,45 @@ public enum EncoderBenchmark {
                           medianSeconds: Benchmark.median(melSamples), samples: melSamples),
             EncoderTiming(component: "audio", input: "\(mel.frames) mel frames -> encoder, projector, pooling -> \(tokens) embeddings",
                           medianSeconds: Benchmark.median(modelSamples), samples: modelSamples),
+        ]
+    }
+
+    /// Speech output on 100 frames (2.13 s of audio; EOS suppressed so every run makes all of them):
+    /// the TTS transformer after its first text prefill, DVAE + Vocos, their real-time factor (audio
+    /// seconds per wall second, reported as `median_seconds` of the "speech-rtf" row), and the time
+    /// from a streamed text's first 10 tokens to the first audio chunk.
+    public static func speech(_ s: SpeechModel, repeats: Int, frames: Int = 100) -> [EncoderTiming] {
+        var rng = Xoshiro256(seed: 9)
+        let speaker = (0..<s.tts.config.llmDim).map { _ in Float(rng.next() % 2001) / 1000 - 1 }
+        let words = "the quick brown fox jumps over the lazy dog while twelve singers hum a gentle tune"
+        var codes: [[Int]] = []
+        let ttsSamples = time(repeats: repeats) {
+            var sampler = CodeSampler(seed: 1)
+            let ctx = s.tts.makeContext(text: s.tokenizer.encode(words), specials: s.specials,
+                                        speaker: s.tts.projectSpeaker(speaker), maxFrames: frames + 4)
+            s.tts.prefillText(ctx, begin: 0, end: s.tts.config.streamingTextChunkSize + 2)
+            s.tts.generate(ctx, maxNew: frames, minNew: frames, sampler: &sampler)
+            codes = ctx.frames
+        }
+        var seconds = 0.0
+        let renderSamples = time(repeats: repeats) { seconds = s.render(codes).seconds }
+        let rtf = zip(ttsSamples, renderSamples).map { seconds / ($0 + $1) }
+        let firstChunk = time(repeats: repeats) {
+            let done = CancelFlag()
+            let streamer = SpeechStreamer(speech: s, speakerHidden: speaker, sampler: CodeSampler(seed: 2)) { _ in done.set() }
+            var text = ""
+            for w in words.split(separator: " ") where !done.isSet {
+                text += w + " "
+                streamer.update(text: text)
+            }
+            if !done.isSet { streamer.finish() }
+        }
+        let what = "\(codes.count) frames = \(String(format: "%.2f", seconds)) s of 24 kHz audio"
+        return [
+            EncoderTiming(component: "speech-tts", input: "\(what): TTS transformer", medianSeconds: Benchmark.median(ttsSamples), samples: ttsSamples),
+            EncoderTiming(component: "speech-render", input: "\(what): DVAE + Vocos", medianSeconds: Benchmark.median(renderSamples), samples: renderSamples),
+            EncoderTiming(component: "speech-rtf", input: "audio seconds per wall second (TTS + DVAE + Vocos)", medianSeconds: Benchmark.median(rtf), samples: rtf),
+            EncoderTiming(component: "speech-first-chunk", input: "streamed text → first audio chunk (seconds)", medianSeconds: Benchmark.median(firstChunk), samples: firstChunk),
         ]
     }
 

@@ -99,23 +99,23 @@ public enum SpeechError: Error, CustomStringConvertible {
 }
 
 extension MiniCPMOModel {
+    /// Loads the speech stack of a checkpoint directory (also without language-model weights).
+    static func loadSpeech(directory: String, config: ModelConfig, checkpoint: Checkpoint) throws -> SpeechModel {
+        guard let tc = try TTSConfig.decode(config, source: directory + "/config.json") else { throw SpeechError.noSpeech(directory) }
+        let tts = try ConditionalChatTTS.load(checkpoint, config: tc)
+        let reader = checkpoint.reader(prefix: "tts.dvae.")
+        let dvae = DVAEDecoder(reader: reader)
+        try reader.validate()
+        let vocos = try SpeechModel.loadVocos(directory: directory)
+        let tokenizer = try WordPieceTokenizer(directory: URL(fileURLWithPath: directory).appendingPathComponent("assets/chattts_tokenizer"))
+        return try SpeechModel(tts: tts, dvae: dvae, vocos: vocos, tokenizer: tokenizer)
+    }
+
     /// The TTS, DVAE, Vocos and ChatTTS tokenizer, loaded on first use.
     public func speech() throws -> SpeechModel {
         try lock.withLock {
             if speechResult == nil {
-                speechResult = Result {
-                    guard let config = try TTSConfig.decode(config, source: directory + "/config.json") else {
-                        throw SpeechError.noSpeech(directory)
-                    }
-                    let tts = try ConditionalChatTTS.load(checkpoint, config: config)
-                    let reader = checkpoint.reader(prefix: "tts.dvae.")
-                    let dvae = DVAEDecoder(reader: reader)
-                    try reader.validate()
-                    let vocos = try SpeechModel.loadVocos(directory: directory)
-                    let tokDir = URL(fileURLWithPath: directory).appendingPathComponent("assets/chattts_tokenizer")
-                    let tokenizer = try WordPieceTokenizer(directory: tokDir)
-                    return try SpeechModel(tts: tts, dvae: dvae, vocos: vocos, tokenizer: tokenizer)
-                }
+                speechResult = Result { try Self.loadSpeech(directory: directory, config: config, checkpoint: checkpoint) }
             }
             return speechResult!
         }.get()
