@@ -58,7 +58,8 @@ extension Probe {
             projected += spk
             let ctx = s.tts.makeContext(text: ids[(i * t)..<((i + 1) * t)].map { Int($0) }, specials: s.specials, speaker: spk,
                                         maxFrames: 4)
-            let first = s.tts.prefillText(ctx, begin: 0, end: c.streamingTextChunkSize + 2)
+            // the first prefill covers [0, 12); a 10-token text puts [Etts] at slot 12, so reach it too
+            let first = s.tts.prefillText(ctx, begin: 0, end: max(c.streamingTextChunkSize + 2, t + 3))
             states += first.prefix((t + 3) * d)
             logits += s.tts.step(ctx)
         }

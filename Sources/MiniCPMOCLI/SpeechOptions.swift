@@ -60,6 +60,10 @@ func speak(_ result: GenerationResult, model: MiniCPMOModel, tokenizer: Qwen2Tok
     let speech = try model.speech()
     var spoken = result.tokenIds
     if let eos = tokenizer.id(of: "<|tts_eos|>"), let cut = spoken.firstIndex(of: eos) { spoken = Array(spoken[..<cut]) }
+    // as the reference's chat(): only the text after the last <|tts_bos|>, and token 0 ("!", its padding
+    // id) dropped
+    if let bos = tokenizer.id(of: "<|tts_bos|>"), let at = spoken.lastIndex(of: bos) { spoken = Array(spoken[(at + 1)...]) }
+    spoken.removeAll { $0 == 0 }
     let text = tokenizer.decode(spoken)
     let t0 = Date()
     var sampler = options.sampler

@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+import Weights
+
+struct SpeechCase: Decodable {
+    var prompt: String
+    var prompt_ids: [Int]
+    var generated_ids: [Int]
+    var spoken_text: String
+    var tts_text_ids: [Int]
+    var codes: [[Int]]
+}
+
+struct SpeechOutputJSON: Decodable {
+    var token_ids: [Int]
+    var prompt_tokens: Int
+    var speech: Speech
+    struct Speech: Decodable { var file: String; var seconds: Double; var frames: Int; var codes: [[Int]] }
+}
+
+/// Spoken answers end to end: LLM with the speech template, the speaker vector at <|spk|>, ChatTTS
+/// codes (greedy), DVAE, Vocos, WAV — against the PyTorch reference pipeline; `sox` reads the file.
+@Suite struct SpeechCLITests {
+    static let model = fixtures.appendingPathComponent("models/tiny-minicpmo").path
+
+    static func reference() throws -> SpeechCase {
+        try JSONDecoder().decode(SpeechCase.self, from: Data(contentsOf: fixtures.appendingPathComponent("reference/speech-e2e-tiny-minicpmo.json")))
+    }
+
+    func generate(_ extra: [String], user: String) throws -> (RunResult, SpeechOutputJSON?) {
+        let r = try run(["generate", "--model", Self.model, "--prompt", user, "--max-tokens", "16", "--temperature", "0",
+                         "--repetition-penalty", "1", "--speech-greedy", "--json"] + extra)
+        return (r, try? JSONDecoder().decode(SpeechOutputJSON.self, from: Data(r.stdout.utf8)))
+    }
+
+    @Test func greedySpeechMatchesTheReferenceAndSoxReadsIt() throws {
+        let c = try Self.reference()
+        let wav = temp("speech.wav")
+        defer { try? FileManager.default.removeItem(atPath: wav) }
+        try? FileManager.default.removeItem(atPath: wav)
+        let (r, out) = try generate(["--speech-out", wav], user: "Say hello to everyone.")
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try #require(out, "\(r.stdout)")
+        #expect(o.prompt_tokens == c.prompt_ids.count)
+        var expected = c.generated_ids
+        if let last = expected.last, [151643, 151645].contains(last) { expected.removeLast() }
+        #expect(o.token_ids == expected)
+        #expect(o.speech.codes == c.codes, "frames \(o.speech.frames) vs \(c.codes.count)")
+        // a valid 24 kHz mono WAV, as sox reads it
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["sox", "--info", wav]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let info = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "sox --info failed (is sox installed?): \(info)")
+        #expect(info.contains("Sample Rate    : 24000") && info.contains("Channels       : 1"), "\(info)")
+        // the file is not replaced without --overwrite
+        let again = try run(["generate", "--model", Self.model, "--prompt", "hi", "--max-tokens", "2", "--speech-out", wav])
+        #expect(again.status != 0 && again.stderr.contains("exists"))
+    }
+
+    @Test func streamedSpeechHasTheSameCodes() throws {
+        let c = try Self.reference()
+        let dir = temp("speech-stream")
+        try? FileManager.default.removeItem(atPath: dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (r, out) = try generate(["--stream-speech", dir], user: "Say hello to everyone.")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try #require(out).speech.codes == c.codes)
+        let chunks = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("chunk-") }
+        #expect(!chunks.isEmpty)
+        #expect(r.stderr.contains("ready after"))
+    }
+}
