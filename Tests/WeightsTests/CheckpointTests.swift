@@ -16,8 +16,8 @@ import Testing
         #expect(c.files.count == 3)
         #expect(c.tensor("llm.model.embed_tokens.weight")?.shape == [151700, 8])
         #expect(c.tensor("llm.lm_head.weight") != nil)
-        // the MiniCPM-o sub-models: language model, vision encoder, resampler, audio encoder and projector
-        #expect(c.tensorNames.allSatisfy { ["llm.", "vpm.", "resampler.", "apm.", "audio_projection_layer."].contains(where: $0.hasPrefix) })
+        // the MiniCPM-o sub-models: language model, vision encoder, resampler, audio encoder and projector, TTS
+        #expect(c.tensorNames.allSatisfy { ["llm.", "vpm.", "resampler.", "apm.", "audio_projection_layer.", "tts."].contains(where: $0.hasPrefix) })
         #expect(c.tensor("vpm.embeddings.patch_embedding.weight")?.shape == [32, 3, 14, 14])
     }
 
