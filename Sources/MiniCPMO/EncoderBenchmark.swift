@@ -18,7 +18,8 @@ public struct EncoderTiming: Sendable, Codable {
 public enum EncoderBenchmark {
     /// Every encoder the checkpoint has, each timed `repeats` times after one warm-up run. Needs only
     /// the encoders' tensors (a checkpoint without language-model weights works).
-    public static func run(directory: String, repeats: Int, progress: (String) -> Void = { _ in }) throws -> [EncoderTiming] {
+    public static func run(directory: String, repeats: Int, quantize: WeightFormat? = nil,
+                           progress: (String) -> Void = { _ in }) throws -> [EncoderTiming] {
         let config = try ModelConfig(directory: directory)
         let checkpoint = try Checkpoint(directory: directory)
         var out: [EncoderTiming] = []
@@ -37,8 +38,9 @@ public enum EncoderBenchmark {
         }
         if try TTSConfig.decode(config) != nil {
             do {
-                out += speech(try MiniCPMOModel.loadSpeech(directory: directory, config: config, checkpoint: checkpoint), repeats: repeats)
-                progress(String(format: "speech: real-time factor %.2f", out.last!.medianSeconds))
+                out += speech(try MiniCPMOModel.loadSpeech(directory: directory, config: config, checkpoint: checkpoint,
+                                                           quantize: quantize), repeats: repeats)
+                progress(String(format: "speech: real-time factor %.2f", out[out.count - 2].medianSeconds))
             } catch { progress("speech output not timed: \(error)") }
         }
         return out
@@ -102,9 +104,9 @@ public enum EncoderBenchmark {
     }
 
     /// Speech output on 100 frames (2.13 s of audio; EOS suppressed so every run makes all of them):
-    /// the TTS transformer after its first text prefill, DVAE + Vocos, their real-time factor (audio
-    /// seconds per wall second, reported as `median_seconds` of the "speech-rtf" row), and the time
-    /// from a streamed text's first 10 tokens to the first audio chunk.
+    /// the TTS transformer after its first text prefill, DVAE + Vocos, their real-time factor (wall
+    /// seconds per audio second, < 1 is faster than real time; the `median_seconds` of the
+    /// "speech-rtf" row), and the time from a streamed text's first words to the first audio chunk.
     public static func speech(_ s: SpeechModel, repeats: Int, frames: Int = 100) -> [EncoderTiming] {
         var rng = Xoshiro256(seed: 9)
         let speaker = (0..<s.tts.config.llmDim).map { _ in Float(rng.next() % 2001) / 1000 - 1 }
@@ -120,7 +122,7 @@ public enum EncoderBenchmark {
         }
         var seconds = 0.0
         let renderSamples = time(repeats: repeats) { seconds = s.render(codes).seconds }
-        let rtf = zip(ttsSamples, renderSamples).map { seconds / ($0 + $1) }
+        let rtf = zip(ttsSamples, renderSamples).map { ($0 + $1) / seconds }
         let firstChunk = time(repeats: repeats) {
             let done = CancelFlag()
             let streamer = SpeechStreamer(speech: s, speakerHidden: speaker, sampler: CodeSampler(seed: 2)) { _ in done.set() }
@@ -135,7 +137,7 @@ public enum EncoderBenchmark {
         return [
             EncoderTiming(component: "speech-tts", input: "\(what): TTS transformer", medianSeconds: Benchmark.median(ttsSamples), samples: ttsSamples),
             EncoderTiming(component: "speech-render", input: "\(what): DVAE + Vocos", medianSeconds: Benchmark.median(renderSamples), samples: renderSamples),
-            EncoderTiming(component: "speech-rtf", input: "audio seconds per wall second (TTS + DVAE + Vocos)", medianSeconds: Benchmark.median(rtf), samples: rtf),
+            EncoderTiming(component: "speech-rtf", input: "real-time factor: wall seconds per audio second (TTS + DVAE + Vocos)", medianSeconds: Benchmark.median(rtf), samples: rtf),
             EncoderTiming(component: "speech-first-chunk", input: "streamed text → first audio chunk (seconds)", medianSeconds: Benchmark.median(firstChunk), samples: firstChunk),
         ]
     }

@@ -15,6 +15,8 @@ public final class MiniCPMOModel: @unchecked Sendable {
     private var visionResult: Result<VisionModel, Error>?
     var audioResult: Result<AudioModel, Error>?
     var speechResult: Result<SpeechModel, Error>?
+    /// The `quantize` format given at load; the TTS transformer follows it too.
+    public let quantization: WeightFormat?
     let lock = NSLock()
 
     /// - quantize: block-quantize the language model's linear weights at load (q8_0 or q4_0);
@@ -22,6 +24,7 @@ public final class MiniCPMOModel: @unchecked Sendable {
     /// - progress: called with human-readable loading steps (the CLI prints them on stderr).
     public init(directory: String, quantize: WeightFormat? = nil, progress: (String) -> Void = { _ in }) throws {
         self.directory = directory
+        quantization = quantize
         progress("reading \(directory)/config.json")
         config = try ModelConfig(directory: directory)
         progress("mapping safetensors")

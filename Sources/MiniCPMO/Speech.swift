@@ -100,9 +100,10 @@ public enum SpeechError: Error, CustomStringConvertible {
 
 extension MiniCPMOModel {
     /// Loads the speech stack of a checkpoint directory (also without language-model weights).
-    static func loadSpeech(directory: String, config: ModelConfig, checkpoint: Checkpoint) throws -> SpeechModel {
+    static func loadSpeech(directory: String, config: ModelConfig, checkpoint: Checkpoint,
+                           quantize: WeightFormat? = nil) throws -> SpeechModel {
         guard let tc = try TTSConfig.decode(config, source: directory + "/config.json") else { throw SpeechError.noSpeech(directory) }
-        let tts = try ConditionalChatTTS.load(checkpoint, config: tc)
+        let tts = try ConditionalChatTTS.load(checkpoint, config: tc, quantize: quantize)
         let reader = checkpoint.reader(prefix: "tts.dvae.")
         let dvae = DVAEDecoder(reader: reader)
         try reader.validate()
@@ -115,7 +116,9 @@ extension MiniCPMOModel {
     public func speech() throws -> SpeechModel {
         try lock.withLock {
             if speechResult == nil {
-                speechResult = Result { try Self.loadSpeech(directory: directory, config: config, checkpoint: checkpoint) }
+                speechResult = Result {
+                    try Self.loadSpeech(directory: directory, config: config, checkpoint: checkpoint, quantize: quantization)
+                }
             }
             return speechResult!
         }.get()

@@ -53,7 +53,7 @@ struct BenchCommand: ParsableCommand {
         if encoders {
             runtime.apply()
             do {
-                let timings = try EncoderBenchmark.run(directory: model!, repeats: repeats, progress: note)
+                let timings = try EncoderBenchmark.run(directory: model!, repeats: repeats, quantize: runtime.quant.format, progress: note)
                 if json {
                     writeOut(String(decoding: try jsonEncoder().encode(["threads": Threading.count]), as: UTF8.self).dropLast()
                              + ",\"encoders\":" + String(decoding: try jsonEncoder().encode(timings), as: UTF8.self) + "}\n")

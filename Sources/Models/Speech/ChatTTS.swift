@@ -14,7 +14,7 @@ public final class ConditionalChatTTS: @unchecked Sendable {
     let embCode: [WeightMatrix]
     /// Heads with the weight norm folded: W[o] = g[o] · v[o] / ‖v[o]‖.
     let heads: [WeightMatrix]
-    let layers: [Qwen2DecoderLayer]
+    private(set) var layers: [Qwen2DecoderLayer]
     let norm: [Float]
     let rope: RoPE
     let shape: AttentionShape
@@ -35,11 +35,17 @@ public final class ConditionalChatTTS: @unchecked Sendable {
         shape = AttentionShape(heads: c.numAttentionHeads, kvHeads: c.numAttentionHeads, headDim: c.headDim)
     }
 
-    /// Binds and validates the `tts.*` tensors (DVAE excluded).
-    public static func load(_ checkpoint: Checkpoint, config: TTSConfig) throws -> ConditionalChatTTS {
+    /// Binds and validates the `tts.*` tensors (DVAE excluded). With `quantize`, the transformer's
+    /// linear weights are block-quantized at load: each frame streams them all once, like LLM decode.
+    public static func load(_ checkpoint: Checkpoint, config: TTSConfig, quantize: WeightFormat? = nil) throws -> ConditionalChatTTS {
         let reader = checkpoint.reader(prefix: "tts.")
         let model = ConditionalChatTTS(config: config, reader: reader)
         try reader.validate()
+        if let format = quantize, format.isQuantized {
+            model.layers = model.layers.map { layer in
+                layer.mapWeights { w in w.format.isQuantized || w.cols % quantBlock != 0 ? w : Quant.quantize(w, to: format) }
+            }
+        }
         return model
     }
 
