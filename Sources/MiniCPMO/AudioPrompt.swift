@@ -36,17 +36,12 @@ public enum AudioPlaceholder {
 extension MiniCPMOModel {
     /// The audio encoder and projector, bound on first use.
     public func audio() throws -> AudioModel {
-        try lock.withLock {
-            if audioResult == nil {
-                audioResult = Result {
-                    guard let config = try AudioConfig.decode(config, source: directory + "/config.json") else {
-                        throw ModelLoadError.noAudio(directory)
-                    }
-                    return try AudioModel.load(checkpoint, config: config)
-                }
+        try lazily(\.audioResult) {
+            guard let config = try AudioConfig.decode(config, source: directory + "/config.json") else {
+                throw ModelLoadError.noAudio(directory)
             }
-            return audioResult!
-        }.get()
+            return try AudioModel.load(checkpoint, config: config)
+        }
     }
 
     /// Encodes log-mel pieces of one clip (each [mel, frames], at most 30 s) into its embeddings:

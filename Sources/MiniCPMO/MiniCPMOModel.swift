@@ -12,7 +12,7 @@ public final class MiniCPMOModel: @unchecked Sendable {
     public let checkpoint: Checkpoint
     public let llm: Qwen2Model
     private var tokenizerResult: Result<Qwen2Tokenizer, Error>?
-    private var visionResult: Result<VisionModel, Error>?
+    var visionResult: Result<VisionModel, Error>?
     var audioResult: Result<AudioModel, Error>?
     var speechResult: Result<SpeechModel, Error>?
     /// The `quantize` format given at load; the TTS transformer follows it too.
@@ -51,16 +51,19 @@ public final class MiniCPMOModel: @unchecked Sendable {
     /// The image encoder and resampler, bound on first use (text-only work never touches them); a
     /// clear error when the checkpoint has no vision part or its tensors are missing.
     public func vision() throws -> VisionModel {
-        try lock.withLock {
-            if visionResult == nil {
-                visionResult = Result {
-                    guard let config = try VisionConfig.decode(config, source: directory + "/config.json") else {
-                        throw ModelLoadError.noVision(directory)
-                    }
-                    return try VisionModel.load(checkpoint, config: config)
-                }
+        try lazily(\.visionResult) {
+            guard let config = try VisionConfig.decode(config, source: directory + "/config.json") else {
+                throw ModelLoadError.noVision(directory)
             }
-            return visionResult!
+            return try VisionModel.load(checkpoint, config: config)
+        }
+    }
+
+    /// A component built once, on first use, under the lock; its failure is kept and reported again.
+    func lazily<T>(_ slot: ReferenceWritableKeyPath<MiniCPMOModel, Result<T, Error>?>, _ make: () throws -> T) throws -> T {
+        try lock.withLock {
+            if self[keyPath: slot] == nil { self[keyPath: slot] = Result { try make() } }
+            return self[keyPath: slot]!
         }.get()
     }
 

@@ -114,13 +114,8 @@ extension MiniCPMOModel {
 
     /// The TTS, DVAE, Vocos and ChatTTS tokenizer, loaded on first use.
     public func speech() throws -> SpeechModel {
-        try lock.withLock {
-            if speechResult == nil {
-                speechResult = Result {
-                    try Self.loadSpeech(directory: directory, config: config, checkpoint: checkpoint, quantize: quantization)
-                }
-            }
-            return speechResult!
-        }.get()
+        try lazily(\.speechResult) {
+            try Self.loadSpeech(directory: directory, config: config, checkpoint: checkpoint, quantize: quantization)
+        }
     }
 }

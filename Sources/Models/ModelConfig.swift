@@ -67,3 +67,14 @@ public struct ModelConfig: Sendable {
         }
     }
 }
+
+extension ModelConfig {
+    /// Decodes the fields `T` reads from the raw config.json (a sub-model's section).
+    func section<T: Decodable>(_ type: T.Type, source: String) throws -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: raw)
+        } catch let e as DecodingError {
+            throw ConfigError.unreadable(path: source, reason: Self.describe(e))
+        }
+    }
+}

@@ -50,12 +50,7 @@ public struct AudioConfig: Sendable, Equatable {
     /// The audio settings of a MiniCPM-o config, or nil when the checkpoint has no audio encoder.
     public static func decode(_ config: ModelConfig, source: String = "config.json") throws -> AudioConfig? {
         guard config.kind == .minicpmo else { return nil }
-        let f: Fields
-        do {
-            f = try JSONDecoder().decode(Fields.self, from: config.raw)
-        } catch let e as DecodingError {
-            throw ConfigError.unreadable(path: source, reason: ModelConfig.describe(e))
-        }
+        let f = try config.section(Fields.self, source: source)
         if f.initAudio == false { return nil }
         var a = AudioConfig(embedDim: config.llm.hiddenSize)
         if let w = f.audioConfig {

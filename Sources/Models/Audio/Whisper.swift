@@ -13,7 +13,7 @@ public final class WhisperEncoder: @unchecked Sendable {
     let conv1, conv2: WeightMatrix          // [d, mel·3], [d, d·3]
     let conv1Bias, conv2Bias: [Float]
     let positions: WeightMatrix             // [1500, d]
-    let layers: [WhisperLayer]
+    let layers: [EncoderLayer]
     let norm: (weight: [Float], bias: [Float])
     static let eps: Float = 1e-5
 
@@ -25,7 +25,10 @@ public final class WhisperEncoder: @unchecked Sendable {
         conv2 = r.matrix("conv2.weight", shape: [d, d, 3])
         conv2Bias = r.vector("conv2.bias", count: d)
         positions = r.matrix("embed_positions.weight", rows: config.maxSourcePositions, cols: d)
-        layers = (0..<config.encoderLayers).map { WhisperLayer(config: config, reader: r.scoped("layers.\($0)")) }
+        layers = (0..<config.encoderLayers).map {
+            EncoderLayer(reader: r.scoped("layers.\($0)"), names: .whisper, width: d, inner: config.encoderFFNDim,
+                         heads: config.encoderAttentionHeads, eps: Self.eps, gelu: .erf)
+        }
         norm = (r.vector("layer_norm.weight", count: d), r.vector("layer_norm.bias", count: d))
     }
 
@@ -59,71 +62,13 @@ public final class WhisperEncoder: @unchecked Sendable {
         }
         let chunk = config.chunkFrames
         let visible: (Int) -> Int = { i in chunk > 0 ? min(n, (i / chunk + 1) * chunk) : n }
-        let scratch = WhisperLayer.Scratch(config: config, tokens: n)
+        let scratch = EncoderLayer.Scratch(width: d, inner: config.encoderFFNDim, tokens: n)
         for layer in layers { layer.forward(x.pointer, tokens: n, visibleKeys: visible, scratch: scratch) }
         layerNorm(x.pointer, n, d, norm, Self.eps, into: x.pointer)
         return x
     }
 
     var weightBytes: Int { conv1.byteCount + conv2.byteCount + positions.byteCount + layers.reduce(0) { $0 + $1.weightBytes } }
-}
-
-/// A pre-LN Whisper encoder block: k_proj has no bias; exact-erf GELU MLP.
-struct WhisperLayer: @unchecked Sendable {
-    let norm1, norm2: (weight: [Float], bias: [Float])
-    let q, k, v, out, fc1, fc2: WeightMatrix
-    let qBias, vBias, outBias, fc1Bias, fc2Bias: [Float]
-    let heads: Int
-
-    init(config cfg: AudioConfig, reader r: WeightReader) {
-        let d = cfg.dModel, f = cfg.encoderFFNDim
-        norm1 = (r.vector("self_attn_layer_norm.weight", count: d), r.vector("self_attn_layer_norm.bias", count: d))
-        norm2 = (r.vector("final_layer_norm.weight", count: d), r.vector("final_layer_norm.bias", count: d))
-        q = r.matrix("self_attn.q_proj.weight", rows: d, cols: d)
-        k = r.matrix("self_attn.k_proj.weight", rows: d, cols: d)
-        v = r.matrix("self_attn.v_proj.weight", rows: d, cols: d)
-        out = r.matrix("self_attn.out_proj.weight", rows: d, cols: d)
-        qBias = r.vector("self_attn.q_proj.bias", count: d)
-        vBias = r.vector("self_attn.v_proj.bias", count: d)
-        outBias = r.vector("self_attn.out_proj.bias", count: d)
-        fc1 = r.matrix("fc1.weight", rows: f, cols: d)
-        fc1Bias = r.vector("fc1.bias", count: f)
-        fc2 = r.matrix("fc2.weight", rows: d, cols: f)
-        fc2Bias = r.vector("fc2.bias", count: d)
-        heads = cfg.encoderAttentionHeads
-    }
-
-    var weightBytes: Int { [q, k, v, out, fc1, fc2].reduce(0) { $0 + $1.byteCount } }
-
-    final class Scratch {
-        let normed, q, k, v, attn, mlp: FloatBuffer
-        init(config c: AudioConfig, tokens t: Int) {
-            normed = FloatBuffer(count: t * c.dModel)
-            q = FloatBuffer(count: t * c.dModel)
-            k = FloatBuffer(count: t * c.dModel)
-            v = FloatBuffer(count: t * c.dModel)
-            attn = FloatBuffer(count: t * c.dModel)
-            mlp = FloatBuffer(count: t * c.encoderFFNDim)
-        }
-    }
-
-    func forward(_ x: UnsafeMutablePointer<Float>, tokens n: Int, visibleKeys: @escaping (Int) -> Int, scratch s: Scratch) {
-        let d = q.rows, hd = d / heads
-        layerNorm(x, n, d, norm1, WhisperEncoder.eps, into: s.normed.pointer)
-        linear(s.normed.pointer, n, q, qBias, into: s.q.pointer)
-        linear(s.normed.pointer, n, k, nil, into: s.k.pointer)
-        linear(s.normed.pointer, n, v, vBias, into: s.v.pointer)
-        Attention.dense(q: s.q.pointer, qStride: d, k: s.k.pointer, v: s.v.pointer, kvStride: d, queries: n, keys: n,
-                        heads: heads, headDim: hd, scale: 1 / Float(hd).squareRoot(), visibleKeys: visibleKeys,
-                        into: s.attn.pointer, outStride: d)
-        linear(s.attn.pointer, n, out, outBias, into: s.normed.pointer)
-        axpy(1, s.normed.pointer, x, n * d)
-        layerNorm(x, n, d, norm2, WhisperEncoder.eps, into: s.normed.pointer)
-        linear(s.normed.pointer, n, fc1, fc1Bias, into: s.mlp.pointer)
-        Activation.geluErf(s.mlp.pointer, count: n * fc1.rows)
-        linear(s.mlp.pointer, n, fc2, fc2Bias, into: s.normed.pointer)
-        axpy(1, s.normed.pointer, x, n * d)
-    }
 }
 
 /// Whisper encoder + projector (linear → ReLU → linear) + average pooling: a mel row → LLM embeddings

@@ -59,10 +59,7 @@ public struct TTSConfig: Sendable, Equatable {
     /// The TTS settings of a MiniCPM-o config, or nil when it has no speech output.
     public static func decode(_ config: ModelConfig, source: String = "config.json") throws -> TTSConfig? {
         guard config.kind == .minicpmo else { return nil }
-        let top: Top
-        do { top = try JSONDecoder().decode(Top.self, from: config.raw) } catch let e as DecodingError {
-            throw ConfigError.unreadable(path: source, reason: ModelConfig.describe(e))
-        }
+        let top = try config.section(Top.self, source: source)
         if top.initTts == false { return nil }
         var c = TTSConfig()
         c.llmDim = config.llm.hiddenSize

@@ -13,7 +13,7 @@ public final class SiglipEncoder: @unchecked Sendable {
     let patchEmbedding: WeightMatrix   // [C, 3·14·14]
     let patchBias: [Float]
     let positionEmbedding: WeightMatrix  // [70·70, C]
-    let layers: [SiglipLayer]
+    let layers: [EncoderLayer]
     let postNorm: (weight: [Float], bias: [Float])
 
     public init(config: SiglipConfig, layers count: Int, reader r: WeightReader) {
@@ -23,7 +23,10 @@ public final class SiglipEncoder: @unchecked Sendable {
         patchBias = r.vector("embeddings.patch_embedding.bias", count: c)
         let side = config.positionsPerSide
         positionEmbedding = r.matrix("embeddings.position_embedding.weight", rows: side * side, cols: c)
-        layers = (0..<count).map { SiglipLayer(config: config, reader: r.scoped("encoder.layers.\($0)")) }
+        layers = (0..<count).map {
+            EncoderLayer(reader: r.scoped("encoder.layers.\($0)"), names: .siglip, width: c, inner: config.intermediateSize,
+                         heads: config.numAttentionHeads, eps: config.layerNormEps, gelu: .tanh)
+        }
         postNorm = (r.vector("post_layernorm.weight", count: c), r.vector("post_layernorm.bias", count: c))
     }
 
@@ -84,100 +87,13 @@ public final class SiglipEncoder: @unchecked Sendable {
                 axpy(1, row.pointer, x.pointer + (i * cols + j) * c, c)
             }
         }
-        let scratch = SiglipLayer.Scratch(config: config, tokens: n)
+        let scratch = EncoderLayer.Scratch(width: c, inner: config.intermediateSize, tokens: n)
         for layer in layers { layer.forward(x.pointer, tokens: n, scratch: scratch) }
-        postNorm.weight.withUnsafeBufferPointer { w in
-            postNorm.bias.withUnsafeBufferPointer { b in
-                Norm.layer(x.pointer, rows: n, dim: c, weight: w.baseAddress!, bias: b.baseAddress!,
-                           eps: config.layerNormEps, into: x.pointer)
-            }
-        }
+        layerNorm(x.pointer, n, c, postNorm, config.layerNormEps, into: x.pointer)
         return x
     }
 
     var weightBytes: Int {
         patchEmbedding.byteCount + positionEmbedding.byteCount + layers.reduce(0) { $0 + $1.weightBytes }
-    }
-}
-
-/// One pre-LN transformer block with biased q/k/v/out projections and a GELU-tanh MLP.
-struct SiglipLayer: @unchecked Sendable {
-    let norm1, norm2: (weight: [Float], bias: [Float])
-    let q, k, v, out, fc1, fc2: WeightMatrix
-    let qBias, kBias, vBias, outBias, fc1Bias, fc2Bias: [Float]
-    let heads: Int
-    let eps: Float
-
-    init(config cfg: SiglipConfig, reader r: WeightReader) {
-        let c = cfg.hiddenSize, f = cfg.intermediateSize
-        norm1 = (r.vector("layer_norm1.weight", count: c), r.vector("layer_norm1.bias", count: c))
-        norm2 = (r.vector("layer_norm2.weight", count: c), r.vector("layer_norm2.bias", count: c))
-        q = r.matrix("self_attn.q_proj.weight", rows: c, cols: c)
-        k = r.matrix("self_attn.k_proj.weight", rows: c, cols: c)
-        v = r.matrix("self_attn.v_proj.weight", rows: c, cols: c)
-        out = r.matrix("self_attn.out_proj.weight", rows: c, cols: c)
-        qBias = r.vector("self_attn.q_proj.bias", count: c)
-        kBias = r.vector("self_attn.k_proj.bias", count: c)
-        vBias = r.vector("self_attn.v_proj.bias", count: c)
-        outBias = r.vector("self_attn.out_proj.bias", count: c)
-        fc1 = r.matrix("mlp.fc1.weight", rows: f, cols: c)
-        fc1Bias = r.vector("mlp.fc1.bias", count: f)
-        fc2 = r.matrix("mlp.fc2.weight", rows: c, cols: f)
-        fc2Bias = r.vector("mlp.fc2.bias", count: c)
-        heads = cfg.numAttentionHeads
-        eps = cfg.layerNormEps
-    }
-
-    var weightBytes: Int { [q, k, v, out, fc1, fc2].reduce(0) { $0 + $1.byteCount } }
-
-    final class Scratch {
-        let normed, q, k, v, attn, mlp: FloatBuffer
-        init(config c: SiglipConfig, tokens t: Int) {
-            normed = FloatBuffer(count: t * c.hiddenSize)
-            q = FloatBuffer(count: t * c.hiddenSize)
-            k = FloatBuffer(count: t * c.hiddenSize)
-            v = FloatBuffer(count: t * c.hiddenSize)
-            attn = FloatBuffer(count: t * c.hiddenSize)
-            mlp = FloatBuffer(count: t * c.intermediateSize)
-        }
-    }
-
-    func forward(_ x: UnsafeMutablePointer<Float>, tokens n: Int, scratch s: Scratch) {
-        let c = q.rows, hd = c / heads
-        layerNorm(x, n, c, norm1, eps, into: s.normed.pointer)
-        linear(s.normed.pointer, n, q, qBias, into: s.q.pointer)
-        linear(s.normed.pointer, n, k, kBias, into: s.k.pointer)
-        linear(s.normed.pointer, n, v, vBias, into: s.v.pointer)
-        Attention.dense(q: s.q.pointer, qStride: c, k: s.k.pointer, v: s.v.pointer, kvStride: c, queries: n, keys: n,
-                        heads: heads, headDim: hd, scale: 1 / Float(hd).squareRoot(), into: s.attn.pointer, outStride: c)
-        linear(s.attn.pointer, n, out, outBias, into: s.normed.pointer)
-        axpy(1, s.normed.pointer, x, n * c)
-        layerNorm(x, n, c, norm2, eps, into: s.normed.pointer)
-        linear(s.normed.pointer, n, fc1, fc1Bias, into: s.mlp.pointer)
-        Activation.geluTanh(s.mlp.pointer, count: n * fc1.rows)
-        linear(s.mlp.pointer, n, fc2, fc2Bias, into: s.normed.pointer)
-        axpy(1, s.normed.pointer, x, n * c)
-    }
-}
-
-/// y = x·Wᵀ + b over `tokens` rows.
-@inline(__always)
-func linear(_ x: UnsafePointer<Float>, _ tokens: Int, _ w: WeightMatrix, _ bias: [Float]?,
-            into y: UnsafeMutablePointer<Float>) {
-    if let bias {
-        bias.withUnsafeBufferPointer { Linear.forward(x, tokens: tokens, weight: w, bias: $0.baseAddress!, into: y) }
-    } else {
-        Linear.forward(x, tokens: tokens, weight: w, bias: nil, into: y)
-    }
-}
-
-/// LayerNorm of [rows, dim] with a (weight, bias) pair.
-@inline(__always)
-func layerNorm(_ x: UnsafePointer<Float>, _ rows: Int, _ dim: Int, _ p: (weight: [Float], bias: [Float]), _ eps: Float,
-               into y: UnsafeMutablePointer<Float>) {
-    p.weight.withUnsafeBufferPointer { w in
-        p.bias.withUnsafeBufferPointer { b in
-            Norm.layer(x, rows: rows, dim: dim, weight: w.baseAddress!, bias: b.baseAddress!, eps: eps, into: y)
-        }
     }
 }

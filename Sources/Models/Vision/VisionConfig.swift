@@ -96,12 +96,7 @@ public struct VisionConfig: Sendable, Equatable {
     /// The vision settings of a MiniCPM-o config, or nil when the checkpoint has no vision part.
     public static func decode(_ config: ModelConfig, source: String = "config.json") throws -> VisionConfig? {
         guard config.kind == .minicpmo else { return nil }
-        let f: Fields
-        do {
-            f = try JSONDecoder().decode(Fields.self, from: config.raw)
-        } catch let e as DecodingError {
-            throw ConfigError.unreadable(path: source, reason: ModelConfig.describe(e))
-        }
+        let f = try config.section(Fields.self, source: source)
         if f.initVision == false { return nil }
         let v = VisionConfig(siglip: f.visionConfig ?? SiglipConfig(), queryNum: f.queryNum ?? 64,
                              dropVisionLastLayer: f.dropVisionLastLayer ?? true, embedDim: config.llm.hiddenSize,
