@@ -31,21 +31,33 @@ public struct SpeechChunk: Sendable {
 
 /// Speaks text while it is being written (spec §5.5, streaming): every 10 ChatTTS tokens of text
 /// unlock the next 10 condition slots and 25 more frames; each batch of frames is rendered with 4
-/// frames of left context and cross-faded into the previous chunk, which is held back until the next
-/// one arrives. With the whole text at once it samples the same codes as the non-streaming schedule.
+/// frames of left context and cross-faded (2048 samples) into the audio before it, so only the last
+/// 2048 samples wait for the next batch. With the whole text at once it samples the same codes as the
+/// non-streaming schedule. An answer longer than 120 tokens is cut at its next sentence end into a new
+/// segment, primed with the last 5 text tokens and 50 frames of the previous one (so the 300 text slots
+/// never run out).
 public final class SpeechStreamer: @unchecked Sendable {
     let speech: SpeechModel
-    let ctx: ConditionalChatTTS.Context
+    var ctx: ConditionalChatTTS.Context
     var sampler: CodeSampler
     let onChunk: (SpeechChunk) -> Void
     let start = Date()
     let maxFrames: Int
-    var chunk = 0            // condition chunks prefilled
-    var rendered = 0         // frames already turned into audio
-    var previous: [Float]?   // the held-back chunk
+    let speaker: [Float]
+    var chunk = 0            // condition chunks prefilled in this segment
+    var rendered = 0         // frames of this segment already turned into audio
+    var carried = 0          // frames this segment took over from the previous one
+    var previous: [Float]?   // audio waiting for the next cross-fade
     var emitted = 0
     var textIDs: [Int] = []
+    var finishedCodes: [[Int]] = []
+    var primeText = ""       // the text that opens this segment (previous tokens + what followed the cut)
+    var consumed = 0         // characters of the answer before this segment's own text
+    var seen = 0             // characters of the answer seen so far
     public private(set) var finished = false
+    public private(set) var segments = 1
+    /// Text tokens at which a segment is cut at the next sentence end (300 − 180).
+    static let segmentThreshold = 120
 
     public init(speech: SpeechModel, speakerHidden: [Float], sampler: CodeSampler, maxFrames: Int = 2048,
                 onChunk: @escaping (SpeechChunk) -> Void) {
@@ -53,16 +65,29 @@ public final class SpeechStreamer: @unchecked Sendable {
         self.sampler = sampler
         self.onChunk = onChunk
         self.maxFrames = maxFrames
-        ctx = speech.tts.makeStreamingContext(specials: speech.specials, speaker: speech.tts.projectSpeaker(speakerHidden),
-                                              maxFrames: maxFrames)
+        speaker = speech.tts.projectSpeaker(speakerHidden)
+        ctx = speech.tts.makeStreamingContext(specials: speech.specials, speaker: speaker, maxFrames: maxFrames)
     }
 
-    public var codes: [[Int]] { ctx.frames }
+    /// Every frame spoken so far, across segments.
+    public var codes: [[Int]] { finishedCodes + ctx.frames.dropFirst(carried) }
 
-    /// The answer's text so far (the whole of it, re-tokenized each time as the reference does).
+    /// The answer's text so far (the whole of it; re-tokenized each time as the reference does).
     public func update(text: String) {
         guard !finished else { return }
-        textIDs = Array(speech.tokenizer.encode(text).prefix(speech.tts.config.streamingTextReservedLength))
+        let newest = String(text.dropFirst(seen))
+        seen = text.count
+        var segment = primeText + String(text.dropFirst(consumed))
+        textIDs = Array(speech.tokenizer.encode(segment).prefix(speech.tts.config.streamingTextReservedLength))
+        if textIDs.count >= Self.segmentThreshold, let end = Self.sentenceEnd(newest), let cut = segment.lastIndex(of: end) {
+            let leftover = String(segment[segment.index(after: cut)...])
+            segment = String(segment[...cut])
+            textIDs = Array(speech.tokenizer.encode(segment).prefix(speech.tts.config.streamingTextReservedLength))
+            completeSegment()
+            startSegment(primeIDs: Array(textIDs.suffix(5)), leftover: leftover)
+            consumed = text.count
+            return
+        }
         let step = speech.tts.config.streamingTextChunkSize
         while !ctx.finished && textIDs.count >= step * (chunk + 1) { advance(final: false) }
     }
@@ -71,15 +96,20 @@ public final class SpeechStreamer: @unchecked Sendable {
     /// is flushed.
     public func finish() {
         guard !finished else { return }
-        let tts = speech.tts, step = tts.config.streamingTextChunkSize
-        let chunks = (ctx.ids.count + step - 1) / step
-        while !ctx.finished && chunk < chunks { advance(final: true) }
-        while !ctx.finished && ctx.frames.count <= maxFrames && ctx.length < ctx.capacity {
-            tts.generate(ctx, maxNew: 25, sampler: &sampler)
-            renderNew(last: false)
-        }
-        renderNew(last: true)
+        completeSegment()
+        if let prev = previous { send(prev, last: true) } else if emitted > 0 { send([], last: true) }
+        previous = nil
         finished = true
+    }
+
+    /// The first sentence end in `text` (`.` right after a digit does not count).
+    static func sentenceEnd(_ text: String) -> Character? {
+        var before: Character?
+        for c in text {
+            if "。!?！？".contains(c) || (c == "." && !(before?.isNumber ?? false)) { return c }
+            before = c
+        }
+        return nil
     }
 
     /// Prefills condition chunk `chunk` (with the text known now) and generates its frames.
@@ -90,28 +120,54 @@ public final class SpeechStreamer: @unchecked Sendable {
         if end > begin { tts.prefillText(ctx, begin: begin, end: end) }
         tts.generate(ctx, maxNew: 25, sampler: &sampler)
         chunk += 1
-        renderNew(last: false)
+        renderNew()
     }
 
-    /// Renders frames not yet heard with 4 frames of left context and passes on the previous chunk.
-    func renderNew(last: Bool) {
-        let frames = ctx.frames
-        if frames.count > rendered {
-            let from = max(rendered - 4, 0)
-            // the left context renders again the last 4 frames: that is the cross-fade's overlap
-            let wave = speech.render(Array(frames[from...])).wave
-            rendered = frames.count
-            if let prev = previous {
-                let (emit, keep) = CrossFade.join(prev, wave)
-                send(emit, last: false)
-                previous = keep
-            } else {
-                previous = wave
-            }
+    /// All of this segment's text in, then frames until EOS.
+    func completeSegment() {
+        let tts = speech.tts, step = tts.config.streamingTextChunkSize
+        let chunks = (ctx.ids.count + step - 1) / step
+        while !ctx.finished && chunk < chunks { advance(final: true) }
+        while !ctx.finished && codes.count <= maxFrames && ctx.length < ctx.capacity {
+            tts.generate(ctx, maxNew: 25, sampler: &sampler)
+            renderNew()
         }
-        if last, let prev = previous {
-            send(prev, last: true)
-            previous = nil
+    }
+
+    /// A new condition for the rest of a long answer, primed like the reference's next segment.
+    func startSegment(primeIDs: [Int], leftover: String) {
+        let tts = speech.tts
+        let frames = Array(ctx.frames.suffix(50))
+        finishedCodes += ctx.frames.dropFirst(carried)
+        ctx = tts.makeStreamingContext(specials: speech.specials, speaker: speaker, maxFrames: maxFrames)
+        tts.setText(ctx, primeIDs, complete: false, specials: speech.specials)
+        tts.prefillText(ctx, begin: 0, end: primeIDs.count + 2)
+        tts.prefillAudio(ctx, frames: frames)
+        carried = frames.count
+        rendered = frames.count
+        chunk = primeIDs.count / tts.config.streamingTextChunkSize
+        primeText = speech.tokenizer.decode(primeIDs) + leftover
+        textIDs = primeIDs
+        segments += 1
+    }
+
+    /// Renders frames not yet heard with 4 frames of left context: all but the last 2048 samples are
+    /// final once cross-faded with what came before.
+    func renderNew() {
+        let frames = ctx.frames
+        guard frames.count > rendered else { return }
+        let from = max(rendered - 4, 0)
+        // the left context renders again the last 4 frames: that is the cross-fade's overlap
+        let wave = speech.render(Array(frames[from...])).wave
+        rendered = frames.count
+        if let prev = previous {
+            let (emit, keep) = CrossFade.join(prev, wave)
+            send(emit, last: false)
+            previous = keep
+        } else {
+            let cut = max(wave.count - CrossFade.overlap, 0)
+            send(Array(wave[..<cut]), last: false)
+            previous = Array(wave[cut...])
         }
     }
 

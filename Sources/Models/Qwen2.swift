@@ -200,7 +200,7 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
     /// for a plain prefix), plus an optional additive mask [tokens, kvLength].
     func forward(_ h: UnsafeMutablePointer<Float>, tokens: Int, positions: [Int], cos: UnsafePointer<Float>,
                  sin: UnsafePointer<Float>, rope: RoPE, shape: AttentionShape, keys: KVRows, values: KVRows,
-                 kvLength: Int, mask: UnsafePointer<Float>?, scratch s: Scratch) {
+                 kvLength: Int, mask: UnsafePointer<Float>?, causal: Bool = true, scratch s: Scratch) {
         let hidden = o.rows, kvd = k.rows
         // attention
         inputNorm.withUnsafeBufferPointer { Norm.rms(h, rows: tokens, dim: hidden, weight: $0.baseAddress!, eps: eps, into: s.normed.pointer) }
@@ -214,7 +214,7 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
             values.row(p).update(from: s.v.pointer + t * kvd, count: kvd)
         }
         Attention.forward(q: s.q.pointer, tokens: tokens, queryStart: positions[0], shape: shape, keys: keys,
-                          values: values, kvLength: kvLength, causal: true, mask: mask, into: s.attn.pointer)
+                          values: values, kvLength: kvLength, causal: causal, mask: mask, into: s.attn.pointer)
         Linear.forward(s.attn.pointer, tokens: tokens, weight: o, bias: nil, into: s.normed.pointer)
         add(s.normed.pointer, into: h, count: tokens * hidden)
         // MLP

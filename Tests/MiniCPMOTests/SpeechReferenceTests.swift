@@ -66,6 +66,31 @@ import TestSupport
         #expect(chunks >= 1)
     }
 
+    /// A long streamed answer is cut into segments at sentence ends and still plays as one stream.
+    @Test func longAnswersContinueInNewSegments() throws {
+        let speech = try Self.model().speech()
+        let ref = try SafetensorsFile(path: fixturesDirectory.appendingPathComponent("reference/speech-e2e-tiny-minicpmo.safetensors").path)
+        let hidden = try #require(ref.tensors["spk_hidden"]).floats()
+        let sentence = "This sentence is one of many that make a long spoken answer about the weather today. "
+        var samples = 0, lastSeen = false
+        let streamer = SpeechStreamer(speech: speech, speakerHidden: hidden, sampler: CodeSampler(greedy: true), maxFrames: 4000) {
+            samples += $0.samples.count
+            lastSeen = lastSeen || $0.isLast
+        }
+        var text = ""
+        for _ in 0..<12 {
+            for word in sentence.split(separator: " ") { text += word + " "; streamer.update(text: text) }
+        }
+        streamer.finish()
+        #expect(streamer.segments >= 2, "segments \(streamer.segments) for \(speech.tokenizer.encode(text).count) tokens")
+        #expect(lastSeen)
+        // every frame is heard once: 2 mel frames × hop samples each
+        #expect(samples == streamer.codes.count * 2 * speech.vocos.hop, "\(samples) samples for \(streamer.codes.count) frames")
+        #expect(SpeechStreamer.sentenceEnd("pi is 3.14 today.") == ".")
+        #expect(SpeechStreamer.sentenceEnd("3.14") == nil)
+        #expect(SpeechStreamer.sentenceEnd("你好。再见") == "。")
+    }
+
     /// The linear overlap-add against the spec's formula, written out directly.
     @Test func crossFadeFollowsTheFormula() {
         var rng = SystemRandomNumberGenerator()

@@ -114,6 +114,12 @@ public final class ConditionalChatTTS: @unchecked Sendable {
         }
 
         func advance() { length += 1 }
+
+        /// Frames carried over from a previous segment: already heard, and the last one is fed next.
+        func prime(frames carried: [[Int]], pending last: [Int]) {
+            frames = carried
+            pending = last
+        }
     }
 
     /// The condition of spec §5.2 for `text` (ChatTTS tokenizer ids, at most 300 are used):
@@ -219,8 +225,35 @@ public final class ConditionalChatTTS: @unchecked Sendable {
         }
     }
 
+    /// Primes a new segment of a long answer with the previous segment's last frames (the reference's
+    /// prefill_audio_ids): the audio BOS and `frames` minus the last go in at positions 302…, under one
+    /// mask row shared by all of them as the reference builds it; the last frame is the next step's input.
+    public func prefillAudio(_ ctx: Context, frames: [[Int]]) {
+        guard let lastFrame = frames.last else { return }
+        let d = config.hiddenSize, p0 = ctx.length
+        let fed = Array(frames.dropLast())
+        let n = fed.count + 1
+        let x = FloatBuffer(zeros: n * d), row = FloatBuffer(count: d)
+        embText.readRow(config.audioBosTokenID, into: x.pointer)
+        for (i, codes) in fed.enumerated() {
+            for (q, code) in codes.enumerated() {
+                embCode[q].readRow(code, into: row.pointer)
+                axpy(1, row.pointer, x.pointer + (i + 1) * d, d)
+            }
+        }
+        let total = p0 + n
+        var maskRow = [Float](repeating: 0, count: total)
+        let unlocked = min(Int((Double(p0 - config.streamingTextReservedLength) / Double(config.streamingAudioChunkSize)).rounded(.up))
+                           * config.streamingTextChunkSize, config.streamingTextReservedLength) + 2
+        for j in 0..<min(ctx.ids.count, total) where j >= unlocked || !ctx.textMask[j] { maskRow[j] = -.infinity }
+        let mask = (0..<n).flatMap { _ in maskRow }
+        mask.withUnsafeBufferPointer { run(x, positions: Array(p0..<total), ctx: ctx, kvLength: total, mask: $0.baseAddress!, causal: false) }
+        for _ in 0..<n { ctx.advance() }
+        ctx.prime(frames: frames, pending: lastFrame)
+    }
+
     /// Runs embeddings x [positions.count, D] through the decoder in place (final norm applied).
-    func run(_ x: FloatBuffer, positions: [Int], ctx: Context, kvLength: Int, mask: UnsafePointer<Float>?) {
+    func run(_ x: FloatBuffer, positions: [Int], ctx: Context, kvLength: Int, mask: UnsafePointer<Float>?, causal: Bool = true) {
         let d = config.hiddenSize, n = positions.count
         let (cos, sin) = rope.table(positions: positions)
         let scratch = Qwen2DecoderLayer.Scratch(config: config.decoder, tokens: n)
@@ -230,7 +263,7 @@ public final class ConditionalChatTTS: @unchecked Sendable {
                     layer.forward(x.pointer, tokens: n, positions: positions, cos: c.baseAddress!, sin: s.baseAddress!, rope: rope,
                                   shape: shape, keys: KVRows(contiguous: ctx.keys[i].pointer, rowStride: d),
                                   values: KVRows(contiguous: ctx.values[i].pointer, rowStride: d), kvLength: kvLength,
-                                  mask: mask, scratch: scratch)
+                                  mask: mask, causal: causal, scratch: scratch)
                 }
             }
         }
