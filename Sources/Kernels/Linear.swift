@@ -118,30 +118,38 @@ enum BF16Dot {
     static func gemm(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
                      into y: UnsafeMutablePointer<Float>) {
         let n = w.rows, k = w.cols
-        let xb = UnsafeMutablePointer<UInt16>.allocate(capacity: tokens * k)
+        let kp = (k + 1) & ~1  // x rows padded to whole bf16 pairs
+        let xb = UnsafeMutablePointer<UInt16>.allocate(capacity: tokens * kp)
         defer { xb.deallocate() }
-        for i in 0..<(tokens * k) { xb[i] = floatToBF16(x[i]) }
-        let ranges = splitRange(n, parts: Threading.count * (w.format == .bf16 ? 8 : 1), align: w.format == .bf16 ? 6 : Linear.tileRows)
-        parallelFor(ranges.count) { part in
-            let range = ranges[part]
+        for t in 0..<tokens {
+            for i in 0..<k { xb[t * kp + i] = floatToBF16(x[t * k + i]) }
+            if kp > k { xb[t * kp + k] = 0 }
+        }
+        // 32 weight rows at a time are packed by k-pairs once, then every block of tokens runs against
+        // them (token blocks small enough that x and the packed rows stay in L2)
+        let tiles = (n + 31) / 32, tokenBlock = 96
+        parallelFor(tiles) { tile in
+            let r0 = tile * 32, rows = min(32, n - r0)
+            let packed = UnsafeMutablePointer<UInt16>.allocate(capacity: (kp / 2) * 64)
+            defer { packed.deallocate() }
             if w.format == .bf16 {
-                ck_bf16_gemm(xb, Int32(tokens), Int32(k), w.data.assumingMemoryBound(to: UInt16.self),
-                             Int32(range.lowerBound), Int32(range.upperBound), y, Int32(n))
+                ck_bf16_pack32(w.row(r0).assumingMemoryBound(to: UInt16.self), Int32(rows), Int32(k), packed)
             } else {
-                // other formats: widen a tile of rows, round it to bf16, multiply
-                let f = FloatBuffer(count: Linear.tileRows * k)
-                let b = UnsafeMutablePointer<UInt16>.allocate(capacity: Linear.tileRows * k)
+                // other formats: widen the rows, round them to bf16, then pack
+                let f = FloatBuffer(count: rows * k)
+                let b = UnsafeMutablePointer<UInt16>.allocate(capacity: rows * k)
                 defer { b.deallocate(); withExtendedLifetime(f) {} }
-                var r0 = range.lowerBound
-                while r0 < range.upperBound {
-                    let rows = min(Linear.tileRows, range.upperBound - r0)
-                    w.readRows(r0..<(r0 + rows), into: f.pointer)
-                    for i in 0..<(rows * k) { b[i] = floatToBF16(f.pointer[i]) }
-                    ck_bf16_gemm(xb, Int32(tokens), Int32(k), b, 0, Int32(rows), y + r0, Int32(n))
-                    r0 += rows
-                }
+                w.readRows(r0..<(r0 + rows), into: f.pointer)
+                for i in 0..<(rows * k) { b[i] = floatToBF16(f.pointer[i]) }
+                ck_bf16_pack32(b, Int32(rows), Int32(k), packed)
             }
-            Linear.addBias(bias, columns: range, tokens: tokens, stride: n, into: y)
+            var t0 = 0
+            while t0 < tokens {
+                let count = min(tokenBlock, tokens - t0)
+                ck_bf16_gemm_packed(xb + t0 * kp, Int32(count), Int32(kp), packed, Int32(k), Int32(rows), y + t0 * n + r0, Int32(n))
+                t0 += count
+            }
+            Linear.addBias(bias, columns: r0..<(r0 + rows), tokens: tokens, stride: n, into: y)
         }
     }
 }

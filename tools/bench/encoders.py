@@ -28,8 +28,8 @@ def run_json(cmd):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def ours(model_dir, threads):
-    r = run_json([BIN, "bench", "--encoders", "--model", model_dir, "--threads", threads, "--repeats", 1, "--json"])
+def ours(model_dir, threads, extra=()):
+    r = run_json([BIN, "bench", "--encoders", "--model", model_dir, "--threads", threads, "--repeats", 1, "--json", *extra])
     return {e["component"]: e["median_seconds"] for e in r["encoders"]}
 
 
@@ -48,6 +48,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="alternating runs per side (medians are reported)")
     ap.add_argument("--only", choices=sorted(MODELS), nargs="*", default=sorted(MODELS))
     ap.add_argument("--out", help="results JSON")
+    ap.add_argument("--prefill-precision", choices=["f32", "bf16"], default="f32",
+                    help="ours: f32 (exact) or bf16 activations with AVX512_BF16 products")
     a = ap.parse_args()
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], text=True, capture_output=True).stdout.strip()
     rows = []
@@ -56,7 +58,7 @@ def main():
         for threads in a.threads:
             samples = {"ours": {}, "torch": {}}
             for _ in range(a.rounds):
-                for side, fn in (("ours", lambda: ours(d, threads)), ("torch", lambda: torch_side(kind, d, threads))):
+                for side, fn in (("ours", lambda: ours(d, threads, ["--prefill-precision", a.prefill_precision])), ("torch", lambda: torch_side(kind, d, threads))):
                     for comp, sec in fn().items():
                         if comp == kind or comp.startswith(kind):
                             samples[side].setdefault(comp, []).append(sec)
@@ -64,13 +66,14 @@ def main():
                 o, t = statistics.median(samples["ours"][comp]), statistics.median(samples["torch"][comp])
                 rows.append({"component": comp, "threads": threads, "ours_s": o, "torch_s": t, "speedup": t / o,
                              "ours_samples": samples["ours"][comp], "torch_samples": samples["torch"][comp]})
-    print(f"\n{datetime.date.today()} · {platform.processor() or platform.machine()} · commit {commit}\n")
+    print(f"\n{datetime.date.today()} · {platform.processor() or platform.machine()} · commit {commit} · ours {a.prefill_precision}\n")
     print("| component | threads | ours (s) | PyTorch (s) | PyTorch ÷ ours |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['component']} | {r['threads']} | {r['ours_s']:.3f} | {r['torch_s']:.3f} | {r['speedup']:.2f} |")
     if a.out:
-        Path(a.out).write_text(json.dumps({"date": str(datetime.date.today()), "commit": commit, "rows": rows}, indent=1) + "\n")
+        Path(a.out).write_text(json.dumps({"date": str(datetime.date.today()), "commit": commit,
+                                           "prefill_precision": a.prefill_precision, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -44,12 +44,16 @@ void ck_gemv_q4_0_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const in
 void ck_dequantize_q8_0(const int8_t *q, const uint16_t *d, int rows, int cols, float *out);
 void ck_dequantize_q4_0(const uint8_t *q, const uint16_t *d, int rows, int cols, float *out);
 
-/// Whether this CPU has AVX512_BF16 (ck_bf16_gemm's instruction).
+/// Whether this CPU has AVX512_BF16 (the packed GEMM's instruction).
 int ck_bf16_gemm_available(void);
 
-/// c[t, r] = Σ_k x[t, k] · w[r, k] for t < m, r0 ≤ r < r1 (c row stride ldc); x and w are bf16 bit
-/// patterns, rows of k; products accumulate in float32.
-void ck_bf16_gemm(const uint16_t *x, int m, int k, const uint16_t *w, int r0, int r1, float *c, int ldc);
+/// Packs `rows` ≤ 32 bf16 rows of w [rows, k] (row stride k) as wp[p][j][e] = w[j][2p + e], zero padded
+/// to 32 rows and an even k: ((k + 1) / 2) · 64 values.
+void ck_bf16_pack32(const uint16_t *w, int rows, int k, uint16_t *out);
+
+/// c[t, j] = Σ_i x[t, i] · w[j, i] for t < m, j < ncols ≤ 32, with w packed by ck_bf16_pack32; x is
+/// bf16 with row stride ldx ≥ k (ldx even, zero padded past k when k is odd); c row stride ldc.
+void ck_bf16_gemm_packed(const uint16_t *x, int m, int ldx, const uint16_t *wp, int k, int ncols, float *c, int ldc);
 
 #ifdef __cplusplus
 }
