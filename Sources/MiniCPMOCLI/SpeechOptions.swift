@@ -11,6 +11,9 @@ struct SpeechOptions: ParsableArguments {
     @Option(name: .long, help: "A WAV recording whose voice the spoken answers imitate (MiniCPM-o's voice-cloning prompt).")
     var voice: String?
 
+    @Option(name: .long, help: "MiniCPM-o's speech system prompt: assistant (with --voice: speak in that voice; without: the built-in voice), roleplay (with --voice: play the character of the recording), default (a general voice assistant). Default: assistant with --voice, none without.")
+    var voiceMode: VoiceMode?
+
     @Flag(name: .long, help: "Pick the most likely audio codes instead of sampling them (reproducible speech).")
     var speechGreedy = false
 
@@ -29,19 +32,35 @@ struct SpeechOptions: ParsableArguments {
     var enabled: Bool { speechOut != nil || streamSpeech != nil }
 
     func validate() throws {
-        if voice != nil && !enabled { throw ValidationError("--voice needs --speech-out or --stream-speech") }
+        if (voice != nil || voiceMode != nil) && !enabled { throw ValidationError("--voice and --voice-mode need --speech-out or --stream-speech") }
+        if voiceMode == .roleplay && voice == nil { throw ValidationError("--voice-mode roleplay needs --voice") }
         if maxSpeechFrames < 1 { throw ValidationError("--max-speech-frames must be at least 1") }
         if let out = speechOut, !out.lowercased().hasSuffix(".wav") { throw ValidationError("--speech-out must name a .wav file") }
     }
 
     var sampler: CodeSampler { CodeSampler(seed: speechSeed, greedy: speechGreedy) }
 
-    /// The voice-cloning turn that opens the conversation (spec §6.2, audio_assistant mode).
+    enum VoiceMode: String, ExpressibleByArgument, CaseIterable { case assistant, roleplay, `default` }
+
+    /// The turn that opens the conversation (get_sys_prompt of spec §6.2, sent with role user like the
+    /// reference): voice cloning from a recording, role-play, the built-in voice, or the default prompt.
     func voiceMessage(model: MiniCPMOModel) throws -> MultimodalMessage? {
-        guard let voice else { return nil }
-        let clip = try encodeAudioFile(voice, model: model)
-        return .user([.text("Clone the voice in the provided audio prompt."), .audio(clip),
-                      .text("As an assistant, you will speak using this voice style.")])
+        let mode = voiceMode ?? (voice != nil ? .assistant : nil)
+        switch (mode, voice) {
+        case (nil, _):
+            return nil
+        case (.default?, _):
+            return .user([.text("You are a helpful assistant. You can accept audio and text input and output voice and text.")])
+        case (.assistant?, nil):
+            return .user([.text("Use the <reserved_53> voice."), .text("As an assistant, you will speak using this voice style.")])
+        case let (.assistant?, path?), let (.roleplay?, path?):
+            let clip = try encodeAudioFile(path, model: model)
+            let suffix = mode == .roleplay ? "Try to role-play the character based on the audio prompt above."
+                                           : "As an assistant, you will speak using this voice style."
+            return .user([.text("Clone the voice in the provided audio prompt."), .audio(clip), .text(suffix)])
+        case (.roleplay?, nil):
+            return nil  // refused by validate()
+        }
     }
 
     /// The file for turn `turn` (nil: the name as given).

@@ -63,6 +63,24 @@ struct SpeechOutputJSON: Decodable {
         #expect(again.status != 0 && again.stderr.contains("exists"))
     }
 
+    /// The voice-cloning and role-play prompts put the reference recording before the question.
+    @Test func voicePromptsCarryTheRecording() throws {
+        let wav = temp("voice.wav")
+        defer { try? FileManager.default.removeItem(atPath: wav) }
+        let voice = fixtures.appendingPathComponent("audio/speech-16k-s16.wav").path
+        let (plain, p) = try generate(["--speech-out", wav, "--overwrite", "--max-speech-frames", "20"], user: "Hi")
+        let (cloned, c) = try generate(["--speech-out", wav, "--overwrite", "--max-speech-frames", "20", "--voice", voice], user: "Hi")
+        let (played, r) = try generate(["--speech-out", wav, "--overwrite", "--max-speech-frames", "20", "--voice", voice,
+                                        "--voice-mode", "roleplay"], user: "Hi")
+        #expect(plain.status == 0 && cloned.status == 0 && played.status == 0, "\(cloned.stderr)\(played.stderr)")
+        let base = try #require(p).prompt_tokens
+        // 4.12 s of speech = 103 audio tokens in 5 chunks, plus the prompt's sentences
+        #expect(try #require(c).prompt_tokens > base + 103)
+        #expect(try #require(r).prompt_tokens > base + 103 && r?.prompt_tokens != c?.prompt_tokens)
+        let bad = try run(["generate", "--model", Self.model, "--prompt", "Hi", "--speech-out", wav, "--voice-mode", "roleplay"])
+        #expect(bad.status != 0 && bad.stderr.contains("--voice"))
+    }
+
     @Test func streamedSpeechHasTheSameCodes() throws {
         let c = try Self.reference()
         let dir = temp("speech-stream")
