@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Media
 import MiniCPMO
 
 struct ChatCommand: ParsableCommand {
@@ -86,15 +87,29 @@ struct ChatCommand: ParsableCommand {
                 let ids = try loaded.prompt(messages, tokenizer: generator.tokenizer,
                                             generationPrompt: speech.enabled ? .assistantSpeech : nil)
                 var options = sampling.generation
-                if speech.enabled { options.captureHiddenAt = try speakerPosition(ids, tokenizer: generator.tokenizer) }
+                if speech.enabled { turn += 1 }
+                // streamed speech goes to DIR/turn-N/chunk-NNN.wav
+                let streaming = try speech.streamSpeech.map {
+                    try StreamingSpeaker(model: loaded, options: speech, directory: ($0 as NSString).appendingPathComponent("turn-\(turn)"))
+                }
+                if speech.enabled {
+                    options.captureHiddenAt = try speakerPosition(ids, tokenizer: generator.tokenizer)
+                    if let streaming { options.onCapturedHidden = { streaming.start(hidden: $0) } }
+                }
                 let result = try generator.generate(prompt: ids, session: session, options: options) { piece in
                     writeOut(piece)
+                    streaming?.push(piece)
                     return true
                 }
                 writeOut("\n")
                 note(rateLine(result.timings))
-                if speech.enabled {
-                    turn += 1
+                if let streaming {
+                    let wave = streaming.finish()
+                    if speech.speechOut != nil {
+                        try? WAVWriter.write(wave, sampleRate: SpeechOutput.sampleRate, to: URL(fileURLWithPath: speech.path(turn: turn)),
+                                             overwrite: speech.overwrite)
+                    }
+                } else if speech.enabled {
                     do {
                         _ = try speak(result, model: loaded, tokenizer: generator.tokenizer, options: speech, turn: turn)
                     } catch {
