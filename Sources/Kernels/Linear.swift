@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Accelerate)
 import Accelerate
 #else
@@ -21,6 +22,11 @@ public enum Linear {
         /// f32 on CPUs without AVX512_BF16.
         case bf16
     }
+
+    #if canImport(CKernels)
+    /// bf16 decode through 512-bit FMAs where the CPU has AVX-512 (MINICPMO_NO_AVX512=1 turns it off).
+    static let bf16GemvAVX512 = ck_avx512_available() != 0 && ProcessInfo.processInfo.environment["MINICPMO_NO_AVX512"] == nil
+    #endif
 
     /// The process-wide setting (the CLI's `--prefill-precision`).
     nonisolated(unsafe) public static var prefillPrecision = PrefillPrecision.f32
@@ -63,7 +69,15 @@ public enum Linear {
             switch w.format {
             case .f32: gemvRows(F32Row.self, w, x, r, y)
             case .f16: gemvRows(F16Row.self, w, x, r, y)
-            case .bf16: gemvRows(BF16Row.self, w, x, r, y)
+            case .bf16:
+                #if canImport(CKernels)
+                if Linear.bf16GemvAVX512 {
+                    ck_gemv_bf16_avx512(w.data.assumingMemoryBound(to: UInt16.self), Int32(w.cols), Int32(r.lowerBound),
+                                        Int32(r.upperBound), x, y)
+                    break
+                }
+                #endif
+                gemvRows(BF16Row.self, w, x, r, y)
             case .q8_0, .q4_0: preconditionFailure("handled by Quant.gemv")
             }
             addBias(bias, columns: r, tokens: 1, stride: w.rows, into: y)

@@ -44,6 +44,12 @@ void ck_gemv_q4_0_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const in
 void ck_dequantize_q8_0(const int8_t *q, const uint16_t *d, int rows, int cols, float *out);
 void ck_dequantize_q4_0(const uint8_t *q, const uint16_t *d, int rows, int cols, float *out);
 
+/// Whether this CPU has AVX-512 F/BW/VL (the 512-bit bf16 GEMV).
+int ck_avx512_available(void);
+
+/// y[r] = Σ_i w[r, i] · x[i] for r0 ≤ r < r1, w bf16 [rows, cols], in float32.
+void ck_gemv_bf16_avx512(const uint16_t *w, int cols, int r0, int r1, const float *x, float *y);
+
 /// Whether this CPU has AVX512_BF16 (the packed GEMM's instruction).
 int ck_bf16_gemm_available(void);
 
