@@ -59,13 +59,27 @@ public enum Linear {
     /// y[r] = W[r,:]·x + b[r].
     public static func gemv(_ w: WeightMatrix, _ x: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                             into y: UnsafeMutablePointer<Float>) {
-        if w.format.isQuantized {
-            Quant.gemv(w, x, bias: bias, into: y)
-            return
+        gemv([(w, bias, y)], x)
+    }
+
+    /// One token through several matrices that read the same x (q/k/v, gate/up) in a single parallel
+    /// pass: one hand-off to the threads instead of one per matrix, which matters for narrow layers.
+    public static func gemv(_ items: [(weight: WeightMatrix, bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>)],
+                            _ x: UnsafePointer<Float>) {
+        var parts: [(item: Int, rows: Range<Int>)] = []
+        for (i, it) in items.enumerated() {
+            let w = it.weight
+            if w.format.isQuantized {
+                Quant.gemv(w, x, bias: it.bias, into: it.out)
+                continue
+            }
+            for r in splitRange(w.rows, parts: w.rows * w.cols >= 1 << 16 ? Threading.count * 4 : 1, align: 4) {
+                parts.append((i, r))
+            }
         }
-        let ranges = splitRange(w.rows, parts: w.rows * w.cols >= 1 << 16 ? Threading.count * 4 : 1, align: 4)
-        parallelFor(ranges.count) { part in
-            let r = ranges[part]
+        parallelFor(parts.count) { p in
+            let (i, r) = parts[p]
+            let w = items[i].weight, y = items[i].out
             switch w.format {
             case .f32: gemvRows(F32Row.self, w, x, r, y)
             case .f16: gemvRows(F16Row.self, w, x, r, y)
@@ -80,7 +94,7 @@ public enum Linear {
                 gemvRows(BF16Row.self, w, x, r, y)
             case .q8_0, .q4_0: preconditionFailure("handled by Quant.gemv")
             }
-            addBias(bias, columns: r, tokens: 1, stride: w.rows, into: y)
+            addBias(items[i].bias, columns: r, tokens: 1, stride: w.rows, into: y)
         }
     }
 

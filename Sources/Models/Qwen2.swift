@@ -204,9 +204,15 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
         let hidden = o.rows, kvd = k.rows
         // attention
         inputNorm.withUnsafeBufferPointer { Norm.rms(h, rows: tokens, dim: hidden, weight: $0.baseAddress!, eps: eps, into: s.normed.pointer) }
-        linear(s.normed.pointer, tokens, q, qBias, into: s.q.pointer)
-        linear(s.normed.pointer, tokens, k, kBias, into: s.k.pointer)
-        linear(s.normed.pointer, tokens, v, vBias, into: s.v.pointer)
+        if tokens == 1 {
+            withBiases(qBias, kBias, vBias) { qb, kb, vb in
+                Linear.gemv([(q, qb, s.q.pointer), (k, kb, s.k.pointer), (v, vb, s.v.pointer)], s.normed.pointer)
+            }
+        } else {
+            linear(s.normed.pointer, tokens, q, qBias, into: s.q.pointer)
+            linear(s.normed.pointer, tokens, k, kBias, into: s.k.pointer)
+            linear(s.normed.pointer, tokens, v, vBias, into: s.v.pointer)
+        }
         rope.apply(s.q.pointer, tokens: tokens, heads: shape.heads, cos: cos, sin: sin)
         rope.apply(s.k.pointer, tokens: tokens, heads: shape.kvHeads, cos: cos, sin: sin)
         for (t, p) in positions.enumerated() {
@@ -219,8 +225,12 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
         add(s.normed.pointer, into: h, count: tokens * hidden)
         // MLP
         postNorm.withUnsafeBufferPointer { Norm.rms(h, rows: tokens, dim: hidden, weight: $0.baseAddress!, eps: eps, into: s.normed.pointer) }
-        Linear.forward(s.normed.pointer, tokens: tokens, weight: gate, bias: nil, into: s.gate.pointer)
-        Linear.forward(s.normed.pointer, tokens: tokens, weight: up, bias: nil, into: s.up.pointer)
+        if tokens == 1 {
+            Linear.gemv([(gate, nil, s.gate.pointer), (up, nil, s.up.pointer)], s.normed.pointer)
+        } else {
+            Linear.forward(s.normed.pointer, tokens: tokens, weight: gate, bias: nil, into: s.gate.pointer)
+            Linear.forward(s.normed.pointer, tokens: tokens, weight: up, bias: nil, into: s.up.pointer)
+        }
         Activation.swiglu(gate: s.gate.pointer, up: s.up.pointer, count: tokens * gate.rows, into: s.gate.pointer)
         Linear.forward(s.gate.pointer, tokens: tokens, weight: down, bias: nil, into: s.normed.pointer)
         add(s.normed.pointer, into: h, count: tokens * hidden)
@@ -230,4 +240,15 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
 @inline(__always)
 func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
     axpy(1, x, y, count)
+}
+
+/// Pointers to up to three optional bias vectors, for one call.
+@inline(__always)
+func withBiases<R>(_ a: [Float]?, _ b: [Float]?, _ c: [Float]?,
+                   _ body: (UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Float>?) -> R) -> R {
+    func with(_ v: [Float]?, _ f: (UnsafePointer<Float>?) -> R) -> R {
+        guard let v else { return f(nil) }
+        return v.withUnsafeBufferPointer { f($0.baseAddress!) }
+    }
+    return with(a) { pa in with(b) { pb in with(c) { pc in body(pa, pb, pc) } } }
 }
