@@ -94,3 +94,25 @@ struct SpeechOutputJSON: Decodable {
         #expect(r.stderr.contains("ready after"))
     }
 }
+
+/// Every probe component refuses a missing or misshapen input with exit code 2 and one line.
+@Suite struct ProbeBadInputCLITests {
+    @Test(arguments: [
+        ("mel", [SafetensorsWriter.Entry.f32("wave", shape: [4], [0, 0, 0, 0])]),
+        ("mel", [.f32("waveform", shape: [2, 2], [0, 0, 0, 0])]),
+        ("audio", [.f32("input_features", shape: [1, 7, 4], [Float](repeating: 0, count: 28))]),
+        ("tts", [.f32("spk_hidden", shape: [1, 8], [Float](repeating: 0, count: 8)), .i64("text_ids", shape: [1, 11], [Int64](repeating: 5, count: 11))]),
+        ("tts", [.f32("spk_hidden", shape: [1, 3], [0, 0, 0]), .i64("text_ids", shape: [1, 2], [5, 6])]),
+        ("dvae", [.i64("codes", shape: [1, 4, 2], [0, 1, 2, 3, 4, 5, 6, 625])]),
+        ("vocos", [.f32("mel", shape: [1, 99, 2], [Float](repeating: 0, count: 198))]),
+    ])
+    func refused(_ component: String, _ entries: [SafetensorsWriter.Entry]) throws {
+        let input = temp("bad-\(component).safetensors"), output = temp("bad-\(component)-out.safetensors")
+        defer { for f in [input, output] { try? FileManager.default.removeItem(atPath: f) } }
+        try SafetensorsWriter.write(entries, to: input)
+        let r = try run(["probe", component, "--model", fixtures.appendingPathComponent("models/tiny-minicpmo").path,
+                         "--input", input, "--output", output])
+        #expect(r.status == 2, "\(component): \(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }.count == 1)
+    }
+}
