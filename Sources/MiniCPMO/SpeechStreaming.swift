@@ -54,6 +54,7 @@ public final class SpeechStreamer: @unchecked Sendable {
     var primeText = ""       // the text that opens this segment (previous tokens + what followed the cut)
     var consumed = 0         // characters of the answer before this segment's own text
     var seen = 0             // characters of the answer seen so far
+    var latest = ""          // the answer's text as last given
     public private(set) var finished = false
     public private(set) var segments = 1
     /// Text tokens at which a segment is cut at the next sentence end (300 − 180).
@@ -75,6 +76,7 @@ public final class SpeechStreamer: @unchecked Sendable {
     /// The answer's text so far (the whole of it; re-tokenized each time as the reference does).
     public func update(text: String) {
         guard !finished else { return }
+        latest = text
         let newest = String(text.dropFirst(seen))
         seen = text.count
         var segment = primeText + String(text.dropFirst(consumed))
@@ -96,6 +98,9 @@ public final class SpeechStreamer: @unchecked Sendable {
     /// is flushed.
     public func finish() {
         guard !finished else { return }
+        // the text after a segment cut has not been tokenized yet
+        let segment = primeText + String(latest.dropFirst(consumed))
+        textIDs = Array(speech.tokenizer.encode(segment).prefix(speech.tts.config.streamingTextReservedLength))
         completeSegment()
         if let prev = previous { send(prev, last: true) } else if emitted > 0 { send([], last: true) }
         previous = nil
