@@ -56,7 +56,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "TestSupport"], swiftSettings: fastMath),
-        .testTarget(name: "MediaTests", dependencies: ["Media"], swiftSettings: fastMath),
+        .testTarget(name: "MediaTests", dependencies: ["Media", "Weights", "TestSupport"], swiftSettings: fastMath),
         .testTarget(name: "WeightsTests", dependencies: ["Weights", "TestSupport"], swiftSettings: fastMath),
         .testTarget(name: "TextTests", dependencies: ["Text", "CZlib"], swiftSettings: fastMath),
         .target(name: "TestSupport", path: "Tests/TestSupport"),

@@ -2,22 +2,6 @@ import Foundation
 @_exported import TestSupport
 @testable import Kernels
 
-/// SplitMix64: deterministic test randomness.
-struct SeededRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func floats(_ n: Int, scale: Float = 1) -> [Float] {
-        (0..<n).map { _ in Float.random(in: -scale...scale, using: &self) }
-    }
-    mutating func int(_ r: ClosedRange<Int>) -> Int { Int.random(in: r, using: &self) }
-}
 
 /// Relative error against the scale of the reference.
 func relErr(_ a: [Float], _ ref: [Float]) -> Float {

@@ -122,24 +122,12 @@ import Testing
             for n in stride(from: 0, to: bytes.count - 16, by: max(1, bytes.count / 97)) {
                 #expect(throws: ImageError.self) { try ImageDecoder.decode(data: Data(bytes.prefix(n))) }
             }
-            var rng = SplitMix(seed: 42)
+            var rng = SeededRNG(seed: 42)
             for _ in 0..<40 {
                 var copy = bytes
                 for _ in 0..<4 { copy[Int(rng.next() % UInt64(copy.count))] ^= UInt8(truncatingIfNeeded: rng.next() | 1) }
                 _ = try? ImageDecoder.decode(data: Data(copy))
             }
         }
-    }
-}
-
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

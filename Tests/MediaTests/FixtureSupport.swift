@@ -1,9 +1,7 @@
 import Foundation
 import Media
-
-/// Tests/Fixtures, found from this file's path (works for the repo and for packages that symlink it).
-let fixturesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .deletingLastPathComponent().appendingPathComponent("Fixtures")
+@_exported import TestSupport
+import Weights
 
 func imageURL(_ name: String) -> URL { fixturesDirectory.appendingPathComponent("images/\(name)") }
 
@@ -11,69 +9,38 @@ func decodeFixture(_ name: String, exif: Bool = true) throws -> RGBImage {
     try ImageDecoder(appliesEXIFOrientation: exif).decode(contentsOf: imageURL(name))
 }
 
-struct FixtureError: Error, CustomStringConvertible {
-    let description: String
-}
+struct FixtureError: Error, CustomStringConvertible { let description: String }
 
-/// Minimal safetensors reader for U8 / I64 / F32 reference tensors (tools/reference/images.py).
+/// A reference file of Tests/Fixtures/reference, read through the project's safetensors reader; values
+/// are checked for their dtype so that a regenerated fixture of another type fails loudly.
 struct Reference {
-    struct Entry { let dtype: String; let shape: [Int]; let range: Range<Int> }
-    let data: Data
-    let entries: [String: Entry]
-    let base: Int
+    let file: SafetensorsFile
 
     init(_ name: String) throws {
-        let url = fixturesDirectory.appendingPathComponent("reference/\(name)")
-        data = try Data(contentsOf: url)
-        guard data.count >= 8 else { throw FixtureError(description: "\(name): too short") }
-        let n = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-        guard 8 + n <= data.count,
-              let json = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as? [String: Any]
-        else { throw FixtureError(description: "\(name): bad header") }
-        var entries: [String: Entry] = [:]
-        for (key, value) in json where key != "__metadata__" {
-            guard let v = value as? [String: Any], let dtype = v["dtype"] as? String,
-                  let shape = v["shape"] as? [Int], let offsets = v["data_offsets"] as? [Int], offsets.count == 2
-            else { throw FixtureError(description: "\(name): bad entry \(key)") }
-            entries[key] = Entry(dtype: dtype, shape: shape, range: offsets[0]..<offsets[1])
-        }
-        self.entries = entries
-        base = 8 + n
+        file = try SafetensorsFile(path: fixturesDirectory.appendingPathComponent("reference/\(name)").path)
     }
 
-    var keys: [String] { entries.keys.sorted() }
-    func has(_ key: String) -> Bool { entries[key] != nil }
+    var keys: [String] { file.tensors.keys.sorted() }
+    func has(_ key: String) -> Bool { file.tensors[key] != nil }
 
-    func entry(_ key: String, _ dtype: String) throws -> Entry {
-        guard let e = entries[key] else { throw FixtureError(description: "missing tensor \(key)") }
-        guard e.dtype == dtype else { throw FixtureError(description: "\(key) is \(e.dtype), expected \(dtype)") }
-        return e
+    func tensor(_ key: String, _ dtype: DType? = nil) throws -> TensorView {
+        guard let t = file.tensors[key] else { throw FixtureError(description: "missing tensor \(key)") }
+        if let dtype, t.dtype != dtype { throw FixtureError(description: "\(key) is \(t.dtype.rawValue), expected \(dtype.rawValue)") }
+        return t
     }
 
-    func bytes(_ key: String) throws -> [UInt8] {
-        let e = try entry(key, "U8")
-        return [UInt8](data[(base + e.range.lowerBound)..<(base + e.range.upperBound)])
+    func shape(_ key: String) throws -> [Int] { try tensor(key).shape }
+    func bytes(_ key: String) throws -> [UInt8] { [UInt8](UnsafeRawBufferPointer(start: try tensor(key, .u8).data, count: try tensor(key).byteCount)) }
+    func int64(_ key: String) throws -> [Int] { try tensor(key, .i64).integers().map { Int($0) } }
+    func float32(_ key: String) throws -> [Float] { try tensor(key, .f32).floats() }
+    func float64(_ key: String) throws -> [Double] {
+        let t = try tensor(key, .f64)
+        return (0..<t.elementCount).map { t.data.loadUnaligned(fromByteOffset: 8 * $0, as: Double.self) }
     }
-
-    func shape(_ key: String) throws -> [Int] {
-        guard let e = entries[key] else { throw FixtureError(description: "missing tensor \(key)") }
-        return e.shape
+    func int(_ key: String) throws -> Int {
+        guard let v = try int64(key).first else { throw FixtureError(description: "\(key) is empty") }
+        return v
     }
-
-    func int64(_ key: String) throws -> [Int] {
-        let e = try entry(key, "I64")
-        let raw = data[(base + e.range.lowerBound)..<(base + e.range.upperBound)]
-        return raw.withUnsafeBytes { p in (0..<(raw.count / 8)).map { Int(Int64(littleEndian: p.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self))) } }
-    }
-
-    func float32(_ key: String) throws -> [Float] {
-        let e = try entry(key, "F32")
-        let raw = data[(base + e.range.lowerBound)..<(base + e.range.upperBound)]
-        return raw.withUnsafeBytes { p in
-            (0..<(raw.count / 4)).map { Float(bitPattern: UInt32(littleEndian: p.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
-        }
-    }
-
     func string(_ key: String) throws -> String { String(decoding: try bytes(key), as: UTF8.self) }
 }
 

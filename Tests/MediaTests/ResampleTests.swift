@@ -15,19 +15,19 @@ import Media
 
     @Test(arguments: resampledFiles)
     func loadMatchesLibrosa(_ name: String) throws {
-        let ref = try AudioFixtures.Reference("audio-load.safetensors")
+        let ref = try Reference("audio-load.safetensors")
         let expected = try ref.float32("\(name)#16k")
         let mine = try WAVDecoder().load16k(contentsOf: AudioFixtures.url(name))
         #expect(mine.count == expected.count)
         guard mine.count == expected.count else { return }
-        let err = AudioFixtures.maxAbs(mine, expected)
+        let err = maxAbs(mine, expected)
         print("load16k \(name): \(mine.count) samples, max |diff| vs librosa.load \(err)")
         #expect(err <= Self.tolerance)
     }
 
     @Test func longClipMatchesLibrosa() throws {
         let name = "long-45s-8k-u8.wav"
-        let ref = try AudioFixtures.Reference("audio-load.safetensors")
+        let ref = try Reference("audio-load.safetensors")
         let mine = try WAVDecoder().load16k(contentsOf: AudioFixtures.url(name))
         #expect(mine.count == (try ref.int("\(name)#16k_count")))
         #expect(mine.count == 720_000)
@@ -35,7 +35,7 @@ import Media
         let mineSub = stride(from: 0, to: mine.count, by: 41).map { mine[$0] }
         #expect(mineSub.count == sub.count)
         guard mineSub.count == sub.count else { return }
-        let err = AudioFixtures.maxAbs(mineSub, sub)
+        let err = maxAbs(mineSub, sub)
         print("load16k \(name): max |diff| vs librosa.load (every 41st sample) \(err)")
         #expect(err <= Self.tolerance)
     }
@@ -52,7 +52,7 @@ import Media
     /// librosa's fix_length: the output has ceil(n · 16000 / sr) samples whatever soxr's flush produced.
     @Test(arguments: [44100, 48000, 22050, 8000, 11025, 96000, 1000, 768_000])
     func lengthFollowsLibrosa(_ rate: Int) throws {
-        var rng = AudioFixtures.SplitMix64(state: UInt64(rate))
+        var rng = SeededRNG(seed: UInt64(rate))
         for n in [1, 2, 7, 159, 441, 1000, 4801, 44100] {
             let x = (0..<n).map { _ in Float.random(in: -0.5...0.5, using: &rng) }
             let y = try AudioResampler.resample(x, from: rate, to: 16000)

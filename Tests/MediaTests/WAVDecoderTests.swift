@@ -27,7 +27,7 @@ import Media
     /// samples must equal soundfile's float32 read + np.mean bit for bit.
     @Test(arguments: goodFiles)
     func decodesLikeSoundfile(_ file: Good) throws {
-        let ref = try AudioFixtures.Reference("audio-load.safetensors")
+        let ref = try Reference("audio-load.safetensors")
         let data = try AudioFixtures.data(file.name)
         let format = try WAVDecoder().inspect(data)
         #expect(format.sampleRate == file.rate && format.channels == file.channels)
@@ -40,7 +40,7 @@ import Media
         let mine = stride(from: 0, to: clip.samples.count, by: 97).map { clip.samples[$0] }
         #expect(mine.count == sub.count)
         if mine.count == sub.count {
-            #expect(AudioFixtures.maxAbs(mine, sub) == 0, "subsample differs")
+            #expect(maxAbs(mine, sub) == 0, "subsample differs")
         }
         #expect(AudioFixtures.fnv1a64(clip.samples) == (try ref.int("\(file.name)#native_fnv")), "samples differ")
     }
@@ -119,7 +119,7 @@ import Media
         let sources = try ["speech-8k-u8.wav", "short-100-16k-s16.wav", "speech-12k-3ch-s32-ext.wav",
                            "speech-16k-10ch-f64-ext.wav", "speech-44k1-stereo-s16.wav", "speech-48k-f32.wav",
                            "speech-16k-s16-data-size-too-large.wav"].map { try [UInt8](AudioFixtures.data($0)) }
-        var rng = AudioFixtures.SplitMix64(state: 0xA0D10)
+        var rng = SeededRNG(seed: 0xA0D10)
         var decoded = 0, refused = 0
         // AUDIO_FUZZ_ITERATIONS runs a longer campaign by hand.
         let iterations = ProcessInfo.processInfo.environment["AUDIO_FUZZ_ITERATIONS"].flatMap { Int($0) } ?? 1200

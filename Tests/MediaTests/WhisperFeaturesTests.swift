@@ -8,7 +8,7 @@ import Media
     static let tolerance: Float = 1e-4
 
     @Test func filterBankMatchesTransformers() throws {
-        let ref = try AudioFixtures.Reference("audio-mel.safetensors")
+        let ref = try Reference("audio-mel.safetensors")
         let index = try ref.int64("mel_filters#index"), value = try ref.float64("mel_filters#value")
         let bank = WhisperFeatures.melFilters
         #expect(bank.count == 201 * 80)
@@ -20,7 +20,7 @@ import Media
 
     /// openai-whisper's mel_filters.npz (librosa's filters in float32, [80 × 201]).
     @Test func filterBankMatchesWhisperAssets() throws {
-        let ref = try AudioFixtures.Reference("audio-mel.safetensors")
+        let ref = try Reference("audio-mel.safetensors")
         let index = try ref.int64("whisper_mel_80#index"), value = try ref.float32("whisper_mel_80#value")
         let bank = WhisperFeatures.melFilters  // [201 × 80]
         let transposed = (0..<(80 * 201)).map { Float(bank[($0 % 201) * 80 + $0 / 201]) }
@@ -31,19 +31,19 @@ import Media
     }
 
     func compare(_ name: String, piece: Int, _ mel: (values: [Float], frames: Int)) throws -> Float {
-        let ref = try AudioFixtures.Reference("audio-mel.safetensors")
+        let ref = try Reference("audio-mel.safetensors")
         let key = "\(name)#piece\(piece)"
         if ref.has(key) {
             let shape = try ref.shape(key)
             #expect(shape == [80, mel.frames])
             guard shape == [80, mel.frames] else { return .infinity }
-            return AudioFixtures.maxAbs(mel.values, try ref.float32(key))
+            return maxAbs(mel.values, try ref.float32(key))
         }
         // Long pieces: every 16th frame and the last.
         #expect(mel.frames == (try ref.int(key + "#frame_count")))
         let frames = try ref.int64(key + "#frames"), sub = try ref.float32(key + "#sub")
         let mine = (0..<80).flatMap { m in frames.map { mel.values[m * mel.frames + $0] } }
-        return AudioFixtures.maxAbs(mine, sub)
+        return maxAbs(mine, sub)
     }
 
     @Test(arguments: [("speech-16k-s16.wav", 412), ("silence-1s-16k-s16.wav", 100), ("short-100-16k-s16.wav", 1),
@@ -87,7 +87,7 @@ import Media
 
     /// Past 30 s the extractor truncates (truncation=True); so does logMel.
     @Test func overlongInputIsTruncatedToOnePiece() throws {
-        var rng = AudioFixtures.SplitMix64(state: 7)
+        var rng = SeededRNG(seed: 7)
         let x = (0..<480_100).map { _ in Float.random(in: -0.1...0.1, using: &rng) }
         let whole = WhisperFeatures.logMel(samples16k: x)
         let first = WhisperFeatures.logMel(samples16k: Array(x[..<480_000]))
