@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from safetensors.torch import save_file
 
+import checkpoints as ck
+
 # Whisper encoder sizes. The tiny one goes into Tests/Fixtures/models/tiny-minicpmo (LLM hidden 8); its
 # projector input encoder_ffn_dim // 4 = 32 equals d_model, as in the real model (4096 // 4 = 1024).
 AUDIO_TINY = dict(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=128)
@@ -406,32 +408,15 @@ def write_e2e_reference(path, llm, vision, audio, tokenizer, images_dir, audio_p
 # ----------------------------------------------------------------------------------------------------------
 # Checkpoints
 
-def save_audio_only_checkpoint(directory, config_dict, tensors):
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
-    save_file(dict(sorted(tensors.items())), str(directory / "model.safetensors"), metadata={"format": "pt"})
-
-
 def load_audio(directory):
     """Float32 apm + projector from a checkpoint folder (bf16/f16/f32 tensors, `apm.*` / `audio_projection_layer.*`)."""
-    from safetensors import safe_open
     directory = Path(directory)
     config = json.loads((directory / "config.json").read_text())
     a = config["audio_config"]
     sizes = {k: a[k] for k in AUDIO_TINY}
     apm = make_apm(sizes)
     projector = make_projector(sizes["encoder_ffn_dim"], config["hidden_size"])
-    index = directory / "model.safetensors.index.json"
-    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
-    ws, ps = {}, {}
-    for f in files:
-        with safe_open(str(directory / f), framework="pt") as sf:
-            for name in sf.keys():
-                if name.startswith("apm."):
-                    ws[name[4:]] = sf.get_tensor(name).float()
-                elif name.startswith("audio_projection_layer."):
-                    ps[name[len("audio_projection_layer."):]] = sf.get_tensor(name).float()
+    ws, ps = ck.load_prefixed(directory, "apm.", "audio_projection_layer.")
     apm.load_state_dict(ws)
     projector.load_state_dict(ps)
     return apm, projector

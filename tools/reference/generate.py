@@ -35,6 +35,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 import audio as aud
 import speech as sp
+import checkpoints as ck
 import vision as vis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -322,7 +323,7 @@ def write_minicpmo_vision_geometry(out):
     vision = vis.Vision(vis.VISION_REAL, spec["hidden_size"], seed=VISION_SEED)
     d = config_json(config, spec)
     d["vision_config"] = vision.config
-    vis.save_vision_only_checkpoint(out, d, vision.bf16)
+    ck.save_partial_checkpoint(out, d, vision.bf16)
 
 
 def write_minicpmo_audio_geometry(out):
@@ -336,7 +337,7 @@ def write_minicpmo_audio_geometry(out):
     d = config_json(config, spec)
     d["audio_config"] = audio.config
     d["init_vision"] = False
-    aud.save_audio_only_checkpoint(out, d, audio.bf16)
+    ck.save_partial_checkpoint(out, d, audio.bf16)
 
 
 def write_minicpmo_tts_geometry(out):
@@ -354,7 +355,7 @@ def write_minicpmo_tts_geometry(out):
     d["init_vision"] = False
     d["init_audio"] = False
     out = Path(out)
-    aud.save_audio_only_checkpoint(out, d, tts.bf16)
+    ck.save_partial_checkpoint(out, d, tts.bf16)
     sp.VocosModel(sp.VOCOS_REAL, sp.VOCOS_SEED).save(out / "assets" / "Vocos.pt")
     tok_dir = out / "assets" / "chattts_tokenizer"
     tok_dir.mkdir(parents=True, exist_ok=True)

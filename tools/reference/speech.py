@@ -34,6 +34,7 @@ from torch import nn
 from safetensors.torch import save_file
 
 import audio as aud
+import checkpoints as ck
 
 # ----------------------------------------------------------------------------------------------------------
 # Sizes and config
@@ -806,18 +807,10 @@ def write_e2e_reference(json_path, st_path, llm, tts, vocos, tokenizer, ctok):
 def load_tts(directory):
     """Float32 ConditionalChatTTS + DVAE from a checkpoint folder (`tts.*`, any of bf16/f16/f32), sizes from
     config.json's tts_config and the DVAE tensor shapes; and Vocos from assets/Vocos.pt."""
-    from safetensors import safe_open
     directory = Path(directory)
     config = json.loads((directory / "config.json").read_text())
     c = config["tts_config"]
-    index = directory / "model.safetensors.index.json"
-    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
-    ws = {}
-    for f in files:
-        with safe_open(str(directory / f), framework="pt") as sf:
-            for name in sf.keys():
-                if name.startswith("tts."):
-                    ws[name] = sf.get_tensor(name).float()
+    ws = {"tts." + k: v for k, v in ck.load_prefixed(directory, "tts.")[0].items()}
     sizes = {k: c[k] for k in TTS_TINY}
     dvae_sizes = dict(gfsq_dim=2 * ws["tts.dvae.vq_layer.quantizer.rvqs.0.project_out.weight"].shape[0],
                       bottleneck=ws["tts.dvae.decoder.conv_in.0.weight"].shape[0],

@@ -23,6 +23,8 @@ from transformers.models.idefics2.configuration_idefics2 import Idefics2VisionCo
 from transformers.models.idefics2.modeling_idefics2 import Idefics2VisionTransformer
 from safetensors.torch import save_file
 
+import checkpoints as ck
+
 # SigLIP-NaViT sizes. The tiny one goes into Tests/Fixtures/models/tiny-minicpmo (LLM hidden 8).
 VISION_TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
 # MiniCPM-o 2.6's (spec §1.1): HuggingFaceM4/siglip-so400m-14-980-flash-attn2-navit.
@@ -352,16 +354,8 @@ def write_e2e_reference(path, llm, vision, tokenizer, images_dir, second_image):
     return cases
 
 
-def save_vision_only_checkpoint(directory, config_dict, tensors):
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
-    save_file(dict(sorted(tensors.items())), str(directory / "model.safetensors"), metadata={"format": "pt"})
-
-
 def load_vision(directory):
     """Float32 vpm + resampler from a checkpoint folder (bf16/f32 tensors, `vpm.*` / `resampler.*`)."""
-    from safetensors import safe_open
     directory = Path(directory)
     config = json.loads((directory / "config.json").read_text())
     v = config["vision_config"]
@@ -369,16 +363,7 @@ def load_vision(directory):
     vpm = make_vpm(sizes)
     d = config["hidden_size"]
     resampler = make_resampler(d, sizes["hidden_size"], config.get("query_num", QUERY_NUM))
-    index = directory / "model.safetensors.index.json"
-    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
-    vs, rs = {}, {}
-    for f in files:
-        with safe_open(str(directory / f), framework="pt") as sf:
-            for name in sf.keys():
-                if name.startswith("vpm."):
-                    vs[name[4:]] = sf.get_tensor(name).float()
-                elif name.startswith("resampler."):
-                    rs[name[10:]] = sf.get_tensor(name).float()
+    vs, rs = ck.load_prefixed(directory, "vpm.", "resampler.")
     vpm.load_state_dict(vs)
     resampler.load_state_dict(rs)
     return vpm, resampler
