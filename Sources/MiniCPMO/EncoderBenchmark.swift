@@ -22,49 +22,39 @@ public enum EncoderBenchmark {
                            progress: (String) -> Void = { _ in }) throws -> [EncoderTiming] {
         let config = try ModelConfig(directory: directory)
         let checkpoint = try Checkpoint(directory: directory)
-        var out: [EncoderTiming] = []
         // a component whose tensors are absent (a checkpoint made for another encoder) is skipped
-        if let vc = try VisionConfig.decode(config) {
-            do {
-                out.append(vision448(try VisionModel.load(checkpoint, config: vc), repeats: repeats))
-                progress(String(format: "vision: %.3f s per 448x448 slice", out.last!.medianSeconds))
-            } catch { progress("vision encoder not timed: \(error)") }
-        }
-        if let ac = try AudioConfig.decode(config) {
-            do {
-                out += audio30s(try AudioModel.load(checkpoint, config: ac), repeats: repeats)
-                progress(String(format: "audio: %.3f s per 30 s clip", out.last!.medianSeconds))
-            } catch { progress("audio encoder not timed: \(error)") }
-        }
-        if try TTSConfig.decode(config) != nil {
-            do {
-                out += speech(try MiniCPMOModel.loadSpeech(directory: directory, config: config, checkpoint: checkpoint,
-                                                           quantize: quantize), repeats: repeats)
-                progress(String(format: "speech: real-time factor %.2f", out[out.count - 2].medianSeconds))
-            } catch { progress("speech output not timed: \(error)") }
-        }
-        return out
+        return measure(repeats: repeats, progress: progress,
+                       vision: { try VisionConfig.decode(config).map { try VisionModel.load(checkpoint, config: $0) } },
+                       audio: { try AudioConfig.decode(config).map { try AudioModel.load(checkpoint, config: $0) } },
+                       speech: {
+                           try TTSConfig.decode(config) == nil ? nil
+                               : try MiniCPMOModel.loadSpeech(directory: directory, config: config, checkpoint: checkpoint, quantize: quantize)
+                       })
     }
 
     /// The encoders of a loaded model (none for a plain language model).
     public static func run(_ model: MiniCPMOModel, repeats: Int, progress: (String) -> Void = { _ in }) throws -> [EncoderTiming] {
         guard model.config.kind == .minicpmo else { return [] }
+        return measure(repeats: repeats, progress: progress, vision: { try model.vision() }, audio: { try model.audio() },
+                       speech: { try model.speech() })
+    }
+
+    /// Times each component that loads; one that does not is reported and skipped.
+    static func measure(repeats: Int, progress: (String) -> Void, vision: () throws -> VisionModel?,
+                        audio: () throws -> AudioModel?, speech: () throws -> SpeechModel?) -> [EncoderTiming] {
         var out: [EncoderTiming] = []
-        do {
-            out.append(vision448(try model.vision(), repeats: repeats))
-        } catch {
-            progress("vision encoder not timed: \(error)")
+        func attempt(_ what: String, _ body: () throws -> [EncoderTiming]) {
+            do {
+                let timings = try body()
+                for t in timings { progress(String(format: "%@: %.3f (%@)", t.component, t.medianSeconds, t.input)) }
+                out += timings
+            } catch {
+                progress("\(what) not timed: \(error)")
+            }
         }
-        do {
-            out += audio30s(try model.audio(), repeats: repeats)
-        } catch {
-            progress("audio encoder not timed: \(error)")
-        }
-        do {
-            out += speech(try model.speech(), repeats: repeats)
-        } catch {
-            progress("speech output not timed: \(error)")
-        }
+        attempt("vision encoder") { try vision().map { [vision448($0, repeats: repeats)] } ?? [] }
+        attempt("audio encoder") { try audio().map { audio30s($0, repeats: repeats) } ?? [] }
+        attempt("speech output") { try speech().map { self.speech($0, repeats: repeats) } ?? [] }
         return out
     }
 

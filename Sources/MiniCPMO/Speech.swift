@@ -60,6 +60,17 @@ public final class SpeechModel: @unchecked Sendable {
         return vocos
     }
 
+    /// The part of a finished answer that is spoken, as the reference's chat() takes it: the tokens
+    /// before `<|tts_eos|>` and after the last `<|tts_bos|>`, without token 0 ("!", which it strips as
+    /// padding), decoded.
+    public static func spokenText(_ tokenIds: [Int], tokenizer: Qwen2Tokenizer) -> String {
+        var spoken = tokenIds
+        if let eos = tokenizer.id(of: "<|tts_eos|>"), let cut = spoken.firstIndex(of: eos) { spoken = Array(spoken[..<cut]) }
+        if let bos = tokenizer.id(of: "<|tts_bos|>"), let at = spoken.lastIndex(of: bos) { spoken = Array(spoken[(at + 1)...]) }
+        spoken.removeAll { $0 == 0 }
+        return tokenizer.decode(spoken)
+    }
+
     /// Codes for `text` spoken with the speaker vector taken from the LLM (its final-norm hidden state
     /// at `<|spk|>`), by the non-streaming schedule.
     public func codes(text: String, speakerHidden: [Float], sampler: inout CodeSampler, maxFrames: Int = 2048) -> [[Int]] {

@@ -104,5 +104,5 @@ func jsonEncoder() -> JSONEncoder {
 }
 
 func encoderLine(_ t: EncoderTiming) -> String {
-    String(format: "%@ %.3f s median of %d (%@)\n", t.component.padding(toLength: 12, withPad: " ", startingAt: 0), t.medianSeconds, t.samples.count, t.input)
+    String(format: "%@ %.3f s median of %d (%@)\n", t.component.padding(toLength: 18, withPad: " ", startingAt: 0), t.medianSeconds, t.samples.count, t.input)
 }

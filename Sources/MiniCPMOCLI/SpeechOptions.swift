@@ -77,13 +77,7 @@ func speak(_ result: GenerationResult, model: MiniCPMOModel, tokenizer: Qwen2Tok
            turn: Int? = nil) throws -> (SpeechOutput, String) {
     guard let hidden = result.capturedHidden else { throw SpeechError.noSpeakerPosition }
     let speech = try model.speech()
-    var spoken = result.tokenIds
-    if let eos = tokenizer.id(of: "<|tts_eos|>"), let cut = spoken.firstIndex(of: eos) { spoken = Array(spoken[..<cut]) }
-    // as the reference's chat(): only the text after the last <|tts_bos|>, and token 0 ("!", its padding
-    // id) dropped
-    if let bos = tokenizer.id(of: "<|tts_bos|>"), let at = spoken.lastIndex(of: bos) { spoken = Array(spoken[(at + 1)...]) }
-    spoken.removeAll { $0 == 0 }
-    let text = tokenizer.decode(spoken)
+    let text = SpeechModel.spokenText(result.tokenIds, tokenizer: tokenizer)
     let t0 = Date()
     var sampler = options.sampler
     let output = speech.speak(text: text, speakerHidden: hidden, sampler: &sampler, maxFrames: options.maxSpeechFrames)
