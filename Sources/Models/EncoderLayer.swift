@@ -52,8 +52,6 @@ struct EncoderLayer: @unchecked Sendable {
         self.gelu = gelu
     }
 
-    var weightBytes: Int { [q, k, v, out, fc1, fc2].reduce(0) { $0 + $1.byteCount } }
-
     /// Activations shared by the layers of one forward pass.
     final class Scratch {
         let normed, q, k, v, attn, mlp: FloatBuffer

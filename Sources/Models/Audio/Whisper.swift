@@ -67,8 +67,6 @@ public final class WhisperEncoder: @unchecked Sendable {
         layerNorm(x.pointer, n, d, norm, Self.eps, into: x.pointer)
         return x
     }
-
-    var weightBytes: Int { conv1.byteCount + conv2.byteCount + positions.byteCount + layers.reduce(0) { $0 + $1.weightBytes } }
 }
 
 /// Whisper encoder + projector (linear → ReLU → linear) + average pooling: a mel row → LLM embeddings
@@ -126,6 +124,4 @@ public final class AudioModel: @unchecked Sendable {
         }
         return (hidden, projected, pooled)
     }
-
-    public var weightBytes: Int { encoder.weightBytes + linear1.byteCount + linear2.byteCount }
 }

@@ -269,11 +269,6 @@ public final class ConditionalChatTTS: @unchecked Sendable {
         }
         norm.withUnsafeBufferPointer { Norm.rms(x.pointer, rows: n, dim: d, weight: $0.baseAddress!, eps: 1e-6, into: x.pointer) }
     }
-
-    public var weightBytes: Int {
-        layers.reduce(0) { $0 + $1.weightBytes } + embText.byteCount + embCode.reduce(0) { $0 + $1.byteCount }
-            + heads.reduce(0) { $0 + $1.byteCount } + projector.w1.byteCount + projector.w2.byteCount
-    }
 }
 
 extension ConditionalChatTTS {

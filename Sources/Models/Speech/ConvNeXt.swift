@@ -31,8 +31,6 @@ struct ConvNeXtBlock: @unchecked Sendable {
         scale = r.vector(scaleName, count: c)
     }
 
-    var weightBytes: Int { pw1.byteCount + pw2.byteCount + 4 * dwWeight.count }
-
     /// x [t, C] is updated in place.
     func forward(_ x: UnsafeMutablePointer<Float>, frames t: Int) {
         let c = dwBias.count, inner = pw1.rows

@@ -91,8 +91,4 @@ public final class DVAEDecoder: @unchecked Sendable {
         for i in 0..<n { for b in 0..<melBins { out[b * n + i] = mel.pointer[i * melBins + b] * coef[b] } }
         return out
     }
-
-    var weightBytes: Int {
-        [convIn1, convIn2, convOut, outConv].reduce(0) { $0 + $1.byteCount } + blocks.reduce(0) { $0 + $1.weightBytes }
-    }
 }

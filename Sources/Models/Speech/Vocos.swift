@@ -96,6 +96,4 @@ public final class Vocos: @unchecked Sendable {
         }
         return (pad..<(total - pad)).map { signal[$0] / envelope[$0] }
     }
-
-    var weightBytes: Int { embed.byteCount + head.byteCount + blocks.reduce(0) { $0 + $1.weightBytes } }
 }

@@ -106,8 +106,6 @@ public final class Resampler: @unchecked Sendable {
         }
         return out
     }
-
-    var weightBytes: Int { [kvProj, inQ, inK, inV, outProj, projT].reduce(0) { $0 + $1.byteCount } }
 }
 
 /// SigLIP + resampler: an image (or slice) in the patch-strip layout → `queryNum` LLM embeddings.
@@ -135,6 +133,4 @@ public final class VisionModel: @unchecked Sendable {
         let hidden = encoder.forward(strip: strip, rows: rows, cols: cols)
         return (hidden, resampler.forward(hidden.pointer, rows: rows, cols: cols))
     }
-
-    public var weightBytes: Int { encoder.weightBytes + resampler.weightBytes }
 }

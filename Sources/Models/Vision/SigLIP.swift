@@ -92,8 +92,4 @@ public final class SiglipEncoder: @unchecked Sendable {
         layerNorm(x.pointer, n, c, postNorm, config.layerNormEps, into: x.pointer)
         return x
     }
-
-    var weightBytes: Int {
-        patchEmbedding.byteCount + positionEmbedding.byteCount + layers.reduce(0) { $0 + $1.weightBytes }
-    }
 }
