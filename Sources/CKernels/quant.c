@@ -31,6 +31,50 @@ void ck_quantize_q8_blocks(const float *x, int n, int8_t *q, float *d) {
     }
 }
 
+static inline uint16_t f32_to_f16(float f) {
+#ifdef CK_AVX2
+    return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+#else
+    _Float16 h = (_Float16)f;
+    uint16_t bits;
+    memcpy(&bits, &h, 2);
+    return bits;
+#endif
+}
+
+// Weight quantization at load, bit for bit as Quant.quantizeRow (its naive twin). Products and sums
+// are separate statements so that they are never contracted into FMAs.
+void ck_quantize_row_q8_0(const float *x, int cols, int8_t *q, uint16_t *d) {
+    for (int b = 0; b < cols / 32; b++) {
+        const float *xb = x + 32 * b;
+        float amax = 0;
+        for (int i = 0; i < 32; i++) { float a = fabsf(xb[i]); amax = a > amax ? a : amax; }
+        const float s = amax / 127.0f, inv = s > 0 ? 1.0f / s : 0;
+        d[b] = f32_to_f16(s);
+        for (int i = 0; i < 32; i++) {
+            const float v = nearbyintf(xb[i] * inv);
+            q[32 * b + i] = (int8_t)(v > -128 ? (v < 127 ? v : 127) : -128);
+        }
+    }
+}
+
+void ck_quantize_row_q4_0(const float *x, int cols, uint8_t *q, uint16_t *d) {
+    for (int b = 0; b < cols / 32; b++) {
+        const float *xb = x + 32 * b;
+        float m = 0;
+        for (int i = 0; i < 32; i++) if (fabsf(xb[i]) > fabsf(m)) m = xb[i];
+        const float s = m / -8.0f, inv = s != 0 ? 1.0f / s : 0;
+        d[b] = f32_to_f16(s);
+        for (int i = 0; i < 16; i++) {
+            float lo = xb[i] * inv, hi = xb[i + 16] * inv;
+            lo = floorf(lo + 8.5f);
+            hi = floorf(hi + 8.5f);
+            const int l = lo > 0 ? (lo < 15 ? (int)lo : 15) : 0, h = hi > 0 ? (hi < 15 ? (int)hi : 15) : 0;
+            q[16 * b + i] = (uint8_t)(l | h << 4);
+        }
+    }
+}
+
 #ifdef CK_AVX2
 // Σ a·b over 32 signed bytes, as 8 int32 lanes converted to float: |a| · sign(b, a) keeps the
 // unsigned × signed form that maddubs needs.
@@ -167,16 +211,25 @@ void ck_gemv_q4_0(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t 
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")))
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")))
 
-int ck_q4_vnni_available(void) {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+// Several rows at a time share each load of x (the kernels are otherwise bound by L1 loads), and
+// each row is its own sequential stream. Which walk reads fastest was measured on both of this
+// machine's bandwidth regimes (~35 and ~60 GB/s): rows that span pages go eight neighbours at a time;
+// short Q4_0 rows go four at a time a quarter of the range apart (neighbouring short rows interleaved
+// within a page defeat the hardware prefetcher: a third of the read rate lost) with software prefetch
+// into L2; short Q8_0 rows, whose dot products are cheaper, stream fastest one at a time, unprefetched.
+#define Q_LONG_ROWS 8192
+#define Q_PREFETCH 2048
+
+int ck_vnni_available(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
            __builtin_cpu_supports("avx512vnni");
 }
 
 void ck_prepare_q4_activations_vnni(const int8_t *xq, int cols, int8_t *xp, int32_t *xs) {
     // groups of 4 blocks: [x0[0:16] x1[0:16] x2[0:16] x3[0:16] | x0[16:32] .. x3[16:32]], and per
-    // int32 lane (4 bytes of each half) 8 × Σx, which removes the nibbles' +8 offset
+    // int32 lane (4 bytes of each half) −8 × Σx, the start of the lane's sum
     const int nq = cols / 128;
     for (int g = 0; g < nq; g++) {
         const int8_t *x = xq + 128 * g;
@@ -188,91 +241,152 @@ void ck_prepare_q4_activations_vnni(const int8_t *xq, int cols, int8_t *xp, int3
         for (int l = 0; l < 16; l++) {
             int sum = 0;
             for (int i = 0; i < 4; i++) sum += o[4 * l + i] + o[64 + 4 * l + i];
-            xs[16 * g + l] = 8 * sum;
+            xs[16 * g + l] = -8 * sum;
         }
     }
 }
 
-// One row at a time: consecutive rows form one long sequential stream, which the hardware prefetcher
-// follows best when rows are short.
-VNNI static void q4_vnni_rows1(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
-                               const int8_t *xp, const int32_t *xs, float *y, int r0, int r1) {
-    const int nb = cols / 32, nq = nb / 4;
+// `rows` (1, 4 or 8) rows r + i·stride at a time.
+// Sixteen blocks (four vectors) per step share one conversion of their scales; each vector's
+// accumulator starts at −8·Σx of its lanes (xs), which removes the nibbles' +8 offset.
+VNNI static inline void q4_vnni_rows(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                                     const int8_t *xp, const int32_t *xs, float *y, int r, int stride, int rows) {
+    const int nb = cols / 32, nq = nb / 4, n16 = nq / 4;
     const __m512i mask = _mm512_set1_epi8(0x0F);
     const __m512i lane_block = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *w = wq + (long)r * (cols / 2);
-        const uint16_t *s = wd + (long)r * nb;
-        float tail = 0;
-        for (int b = 4 * nq; b < nb; b++) tail += _cvtsh_ss(s[b]) * xd[b] * q4_block_scalar(w + 16 * b, xq + 32 * b);
-        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-        for (int g = 0; g < nq; g++) {
+    const __m512i four = _mm512_set1_epi32(4);
+    __m512 acc[8];
+    for (int i = 0; i < rows; i++) acc[i] = _mm512_setzero_ps();
+    for (int h = 0; h < n16; h++) {
+        const __m512 dx = _mm512_loadu_ps(xd + 16 * h);
+        for (int i = 0; i < rows; i++) {
+            const long ri = r + (long)i * stride;
+            const uint8_t *w = wq + ri * (cols / 2) + 256 * h;
+            for (int l = 0; l < 256; l += 64) _mm_prefetch((const char *)(w + Q_PREFETCH + l), _MM_HINT_T1);
+            const __m512 sc = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wd + ri * nb + 16 * h))), dx);
+            __m512i idx = lane_block;
+            __m512 a = acc[i];
+            for (int j = 0; j < 4; j++) {
+                const int g = 4 * h + j;
+                __m512i packed = _mm512_loadu_si512((const void *)(w + 64 * j));
+                __m512i lo = _mm512_and_si512(packed, mask);
+                __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
+                __m512i d = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)(xs + 16 * g)), lo, _mm512_loadu_si512((const void *)(xp + 128 * g)));
+                d = _mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512((const void *)(xp + 128 * g + 64)));
+                a = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, sc), _mm512_cvtepi32_ps(d), a);
+                idx = _mm512_add_epi32(idx, four);
+            }
+            acc[i] = a;
+        }
+    }
+    for (int i = 0; i < rows; i++) {
+        const long ri = r + (long)i * stride;
+        const uint8_t *w = wq + ri * (cols / 2);
+        const uint16_t *s = wd + ri * nb;
+        __m512 a = acc[i];
+        for (int g = 4 * n16; g < nq; g++) {  // groups of four blocks left over
             __m512i packed = _mm512_loadu_si512((const void *)(w + 64 * g));
             __m512i lo = _mm512_and_si512(packed, mask);
             __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
-            __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)(xp + 128 * g)));
+            __m512i d = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)(xs + 16 * g)), lo, _mm512_loadu_si512((const void *)(xp + 128 * g)));
             d = _mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512((const void *)(xp + 128 * g + 64)));
-            d = _mm512_sub_epi32(d, _mm512_loadu_si512((const void *)(xs + 16 * g)));
             __m128 sc = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(s + 4 * g))), _mm_loadu_ps(xd + 4 * g));
-            __m512 sv = _mm512_permutexvar_ps(lane_block, _mm512_castps128_ps512(sc));
-            if (g & 1) acc1 = _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(d), acc1);
-            else acc0 = _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(d), acc0);
+            a = _mm512_fmadd_ps(_mm512_permutexvar_ps(lane_block, _mm512_castps128_ps512(sc)), _mm512_cvtepi32_ps(d), a);
         }
-        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + tail;
+        float tail = 0;
+        for (int b = 4 * nq; b < nb; b++) tail += _cvtsh_ss(s[b]) * xd[b] * q4_block_scalar(w + 16 * b, xq + 32 * b);
+        y[ri] = _mm512_reduce_add_ps(a) + tail;
     }
 }
 
-// Long rows: the activations of one row no longer fit L1, so four rows share each load of them.
-VNNI static void q4_vnni_rows4(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
-                            const int8_t *xp, const int32_t *xs, float *y, int r0, int r1) {
-    const int nb = cols / 32, nq = nb / 4;
-    const __m512i mask = _mm512_set1_epi8(0x0F);
-    const __m512i lane_block = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    for (int r = r0; r < r1; r += 4) {
-        const int rows = r1 - r < 4 ? r1 - r : 4;
-        const uint8_t *w0 = wq + (long)r * (cols / 2);
-        const uint16_t *s0 = wd + (long)r * nb;
-        const long ws = rows > 1 ? cols / 2 : 0, ss = rows > 1 ? nb : 0;  // a short tail repeats row r
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-#define Q4_ROW(I, ACC)                                                                                      \
-        do {                                                                                                \
-            const long wi = (I) < rows ? (I) * ws : 0, si = (I) < rows ? (I) * ss : 0;                       \
-            __m512i packed = _mm512_loadu_si512((const void *)(w0 + wi + 64 * g));                          \
-            __m512i lo = _mm512_and_si512(packed, mask);                                                    \
-            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);                              \
-            __m512i d = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl), hi, xh), xo); \
-            __m128 sc = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(s0 + si + 4 * g))), dx);   \
-            ACC = _mm512_fmadd_ps(_mm512_permutexvar_ps(lane_block, _mm512_castps128_ps512(sc)), _mm512_cvtepi32_ps(d), ACC); \
-        } while (0)
-        for (int g = 0; g < nq; g++) {
-            const __m512i xl = _mm512_loadu_si512((const void *)(xp + 128 * g));
-            const __m512i xh = _mm512_loadu_si512((const void *)(xp + 128 * g + 64));
-            const __m512i xo = _mm512_loadu_si512((const void *)(xs + 16 * g));
-            const __m128 dx = _mm_loadu_ps(xd + 4 * g);
-            Q4_ROW(0, a0);
-            Q4_ROW(1, a1);
-            Q4_ROW(2, a2);
-            Q4_ROW(3, a3);
-        }
-#undef Q4_ROW
-        const __m512 acc[4] = {a0, a1, a2, a3};
+void ck_prepare_q8_activations_vnni(const int8_t *xq, int cols, int32_t *xs) {
+    for (int l = 0; l < cols / 4; l++) xs[l] = -128 * (xq[4 * l] + xq[4 * l + 1] + xq[4 * l + 2] + xq[4 * l + 3]);
+}
+
+static inline float q8_block_scalar(const int8_t *w, const int8_t *x) {
+    int acc = 0;
+    for (int i = 0; i < 32; i++) acc += (int)w[i] * (int)x[i];
+    return (float)acc;
+}
+
+// VNNI multiplies unsigned by signed bytes: the weights are made unsigned by flipping their sign bit
+// (w + 128), and the accumulators start at −128·Σx of their lane (xs), which takes the offset back.
+// `rows` (1, 4 or 8) rows r + i·stride at a time.
+#define Q8_FLIP(P) _mm512_xor_si512(_mm512_loadu_si512((const void *)(P)), _mm512_set1_epi8((char)0x80))
+VNNI static inline void q8_vnni_rows(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                                     const int32_t *xs, float *y, int r, int stride, int rows) {
+    const int nb = cols / 32, ng = nb / 8;
+    const __m512i pair0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i two = _mm512_set1_epi32(2);
+    __m512 acc[8];
+    for (int i = 0; i < rows; i++) acc[i] = _mm512_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        const int8_t *xg = xq + 256 * g;
+        const int32_t *og = xs + 64 * g;
+        const __m256 dx = _mm256_loadu_ps(xd + 8 * g);
         for (int i = 0; i < rows; i++) {
-            const uint8_t *w = w0 + (long)i * (cols / 2);
-            const uint16_t *s = s0 + (long)i * nb;
-            float tail = 0;
-            for (int b = 4 * nq; b < nb; b++) tail += _cvtsh_ss(s[b]) * xd[b] * q4_block_scalar(w + 16 * b, xq + 32 * b);
-            y[r + i] = _mm512_reduce_add_ps(acc[i]) + tail;
+            const long ri = r + (long)i * stride;
+            const int8_t *wg = wq + ri * cols + 256 * g;
+            // d_w · d_x of eight blocks; vector j covers blocks 2j and 2j+1 (eight lanes each)
+            const __m512 sc = _mm512_castps256_ps512(
+                _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wd + ri * nb + 8 * g))), dx));
+            __m512i idx = pair0;
+            __m512 a = acc[i];
+            for (int j = 0; j < 4; j++) {
+                __m512i d = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)(og + 16 * j)), Q8_FLIP(wg + 64 * j),
+                                                _mm512_loadu_si512((const void *)(xg + 64 * j)));
+                a = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, sc), _mm512_cvtepi32_ps(d), a);
+                idx = _mm512_add_epi32(idx, two);
+            }
+            acc[i] = a;
         }
     }
+    for (int i = 0; i < rows; i++) {
+        const long ri = r + (long)i * stride;
+        const int8_t *w = wq + ri * cols;
+        const uint16_t *s = wd + ri * nb;
+        __m512 a = acc[i];
+        int b = 8 * ng;
+        for (; b + 2 <= nb; b += 2) {  // pairs left over from the groups of eight
+            __m512i d = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)(xs + 8 * b)), Q8_FLIP(w + 32 * b),
+                                            _mm512_loadu_si512((const void *)(xq + 32 * b)));
+            __m512 sc = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(s[b]) * xd[b]), _mm256_set1_ps(_cvtsh_ss(s[b + 1]) * xd[b + 1]), 1);
+            a = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(d), a);
+        }
+        float tail = b < nb ? _cvtsh_ss(s[b]) * xd[b] * q8_block_scalar(w + 32 * b, xq + 32 * b) : 0;
+        y[ri] = _mm512_reduce_add_ps(a) + tail;
+    }
+}
+#undef Q8_FLIP
+
+VNNI void ck_gemv_q8_0_vnni(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                            const int32_t *xs, float *y, int r0, int r1) {
+    int r = r0;
+    if (cols >= Q_LONG_ROWS)
+        for (; r + 8 <= r1; r += 8) q8_vnni_rows(wq, wd, cols, xq, xd, xs, y, r, 1, 8);
+    for (; r < r1; r++) q8_vnni_rows(wq, wd, cols, xq, xd, xs, y, r, 0, 1);
 }
 
 VNNI void ck_gemv_q4_0_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
                             const int8_t *xp, const int32_t *xs, float *y, int r0, int r1) {
-    if (cols >= 8192) q4_vnni_rows4(wq, wd, cols, xq, xd, xp, xs, y, r0, r1);
-    else q4_vnni_rows1(wq, wd, cols, xq, xd, xp, xs, y, r0, r1);
+    int r = r0;
+    if (cols >= Q_LONG_ROWS) {
+        for (; r + 8 <= r1; r += 8) q4_vnni_rows(wq, wd, cols, xq, xd, xp, xs, y, r, 1, 8);
+    } else {
+        const int quarter = (r1 - r0) / 4;
+        for (int k = 0; k < quarter; k++) q4_vnni_rows(wq, wd, cols, xq, xd, xp, xs, y, r0 + k, quarter, 4);
+        r = r0 + 4 * quarter;
+    }
+    for (; r < r1; r++) q4_vnni_rows(wq, wd, cols, xq, xd, xp, xs, y, r, 0, 1);
 }
 #else
-int ck_q4_vnni_available(void) { return 0; }
+int ck_vnni_available(void) { return 0; }
+void ck_prepare_q8_activations_vnni(const int8_t *xq, int cols, int32_t *xs) { (void)xq; (void)cols; (void)xs; }
+void ck_gemv_q8_0_vnni(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                       const int32_t *xs, float *y, int r0, int r1) {
+    (void)xs;
+    ck_gemv_q8_0(wq, wd, cols, xq, xd, y, r0, r1);
+}
 void ck_prepare_q4_activations_vnni(const int8_t *xq, int cols, int8_t *xp, int32_t *xs) { (void)xq; (void)cols; (void)xp; (void)xs; }
 void ck_gemv_q4_0_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
                        const int8_t *xp, const int32_t *xs, float *y, int r0, int r1) {

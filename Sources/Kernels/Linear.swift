@@ -66,13 +66,14 @@ public enum Linear {
     /// pass: one hand-off to the threads instead of one per matrix, which matters for narrow layers.
     public static func gemv(_ items: [(weight: WeightMatrix, bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>)],
                             _ x: UnsafePointer<Float>) {
+        let quantized = items.filter { $0.weight.format.isQuantized }
+        if !quantized.isEmpty {
+            Quant.gemv(quantized, x)
+            if quantized.count == items.count { return }
+        }
         var parts: [(item: Int, rows: Range<Int>)] = []
-        for (i, it) in items.enumerated() {
+        for (i, it) in items.enumerated() where !it.weight.format.isQuantized {
             let w = it.weight
-            if w.format.isQuantized {
-                Quant.gemv(w, x, bias: it.bias, into: it.out)
-                continue
-            }
             for r in splitRange(w.rows, parts: w.rows * w.cols >= 1 << 16 ? Threading.count * 4 : 1, align: 4) {
                 parts.append((i, r))
             }

@@ -19,8 +19,12 @@ public struct BenchmarkResult: Sendable, Codable {
     public var decodeBytesPerToken: Int
     public var kvCacheBytes: Int
     public var peakRSSBytes: Int
-    /// Memory read ceiling measured right after the decode runs (shared machines drift), if asked for.
+    /// Memory read ceiling around the decode runs, if asked for: the median over repeats of the better
+    /// of two probes, one right before and one right after each repeat's decode (shared machines drift).
     public var readBandwidth: Double?
+    /// Decode's read rate (decode tok/s × decodeBytesPerToken) as a fraction of the ceiling around the
+    /// same repeat: the median over repeats.
+    public var decodeBandwidthFraction: Double?
     /// The multimodal encoders' timings, when the checkpoint has them.
     public var encoders: [EncoderTiming]?
 
@@ -31,7 +35,8 @@ public struct BenchmarkResult: Sendable, Codable {
         case timeToFirstTokenSeconds = "time_to_first_token_seconds"
         case prefillSamples = "prefill_samples", decodeSamples = "decode_samples"
         case weightBytes = "weight_bytes", decodeBytesPerToken = "decode_bytes_per_token", kvCacheBytes = "kv_cache_bytes", peakRSSBytes = "peak_rss_bytes"
-        case readBandwidth = "read_bandwidth_bytes_per_second", encoders
+        case readBandwidth = "read_bandwidth_bytes_per_second", decodeBandwidthFraction = "decode_bandwidth_fraction"
+        case encoders
     }
 }
 
@@ -44,7 +49,15 @@ public enum Benchmark {
         var rng = Xoshiro256(seed: 7)
         let prompt = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(llm.config.vocabSize)) }
         let pool = llm.makeCachePool()
-        var prefill: [Double] = [], ttft: [Double] = [], decode: [Double] = []
+        var prefill: [Double] = [], ttft: [Double] = [], decode: [Double] = [], ceilings: [Double] = [], fractions: [Double] = []
+        // Short enough (~0.1 s) that the machine's state is the decode's. Its buffer must not count as
+        // the model's memory: the peak is noted before each probe and the high-water mark reset after.
+        var peak = 0
+        let probe = { () -> Double in
+            peak = max(peak, peakRSS())
+            defer { resetPeakRSS() }
+            return KernelBenchmark.memoryReadBandwidth(bytes: 1 << 29, repeats: 3)
+        }
         var kvBytes = 0
         // one untimed warm-up pass faults the weights in
         _ = try LanguageSession(model: llm, pool: pool).prefill(Array(prompt.prefix(16)), chunk: chunk)
@@ -56,12 +69,18 @@ public enum Benchmark {
             let dt = Date().timeIntervalSince(t0)
             prefill.append(Double(promptTokens) / dt)
             ttft.append(dt)
+            let before = measureBandwidth && genTokens > 0 ? probe() : 0
             let t1 = Date()
             for _ in 0..<genTokens {
                 logits = try session.step(token)
                 token = Sampler.argmax(logits)
             }
             if genTokens > 0 { decode.append(Double(genTokens) / Date().timeIntervalSince(t1)) }
+            if measureBandwidth && genTokens > 0 {
+                let ceiling = max(before, probe())
+                ceilings.append(ceiling)
+                fractions.append(decode.last! * Double(llm.decodeBytesPerToken) / ceiling)
+            }
             kvBytes = max(kvBytes, pool.pagesInUse * pool.bytesPerPage)
             progress(String(format: "repeat %d: prefill %.2f tok/s, decode %.2f tok/s", r + 1, prefill.last!, decode.last ?? 0))
         }
@@ -72,14 +91,22 @@ public enum Benchmark {
             decodeTokensPerSecond: median(decode), timeToFirstTokenSeconds: median(ttft),
             prefillSamples: prefill, decodeSamples: decode, weightBytes: llm.weightBytes,
             decodeBytesPerToken: llm.decodeBytesPerToken, kvCacheBytes: kvBytes,
-            peakRSSBytes: peakRSS(),
-            readBandwidth: measureBandwidth ? KernelBenchmark.memoryReadBandwidth(bytes: 1 << 30, repeats: 5) : nil)
+            peakRSSBytes: max(peak, peakRSS()),
+            readBandwidth: ceilings.isEmpty ? nil : median(ceilings),
+            decodeBandwidthFraction: fractions.isEmpty ? nil : median(fractions))
     }
 
     static func median(_ v: [Double]) -> Double {
         guard !v.isEmpty else { return 0 }
         let s = v.sorted()
         return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    /// Starts the peak RSS over from the current RSS (Linux; elsewhere the probe's buffer counts).
+    static func resetPeakRSS() {
+        #if os(Linux)
+        if let f = fopen("/proc/self/clear_refs", "w") { fputs("5", f); fclose(f) }
+        #endif
     }
 
     /// Peak resident set size of this process.

@@ -5,8 +5,10 @@ import Testing
 @Suite struct QuantTests {
     static let shapes: [(rows: Int, cols: Int)] = {
         var rng = SeededRNG(seed: 21)
-        // long rows (≥ 8192 columns) take the four-rows-at-a-time Q4_0 path
-        var s = [(1, 32), (3, 64), (8, 96), (13, 320), (64, 4096), (1, 1024), (37, 32 * 7), (200, 160), (7, 8224), (5, 8192)]
+        // long rows (≥ 8192 columns) go eight at a time, short ones one or four at a time, with
+        // leftover rows, blocks and groups of blocks in every kernel
+        var s = [(1, 32), (3, 64), (8, 96), (13, 320), (64, 4096), (1, 1024), (37, 32 * 7), (200, 160), (7, 8224), (5, 8192),
+                 (21, 8224), (16, 8192 + 32 * 3), (300, 32 * 45)]
         while s.count < 24 { s.append((rng.int(1...150), 32 * rng.int(1...40))) }
         return s
     }()
@@ -35,7 +37,31 @@ import Testing
             let x = rng.floats(c, scale: 2)
             var y = [Float](repeating: .nan, count: r)
             Linear.forward(x, tokens: 1, weight: w, bias: nil, into: &y)
-            #expect(relErr(y, naiveQuantGemv(w, x)) < 1e-5, "\(format) \(r)x\(c)")
+            let naive = naiveQuantGemv(w, x)
+            #expect(relErr(y, naive) < 1e-5, "\(format) \(r)x\(c)")
+            // the 256-bit kernels, which CPUs without AVX512-VNNI run
+            var narrow = [Float](repeating: .nan, count: r)
+            narrow.withUnsafeMutableBufferPointer { Quant.gemv([(w, nil, $0.baseAddress!)], x, vnni: false) }
+            #expect(relErr(narrow, naive) < 1e-5, "\(format) \(r)x\(c) without VNNI")
+        }
+    }
+
+    /// q/k/v-style fused products (one pass over several matrices reading the same x, biases
+    /// included) equal the matrices multiplied one at a time, in every format.
+    @Test(arguments: [WeightFormat.q8_0, .q4_0, .bf16, .f32])
+    func fusedGemvEqualsSeparateProducts(format: WeightFormat) {
+        var rng = SeededRNG(seed: 26)
+        let cols = 32 * 45
+        let shapes = [3584 / 8, 64, 97, 512]
+        let matrices = shapes.map { weight(rng.floats($0 * cols), rows: $0, cols: cols, format: format).0 }
+        let biases = shapes.map { FloatBuffer(rng.floats($0)) }
+        let x = rng.floats(cols, scale: 2)
+        let fused = shapes.map { FloatBuffer(count: $0) }
+        Linear.gemv(matrices.indices.map { (matrices[$0], UnsafePointer(biases[$0].pointer), fused[$0].pointer) }, x)
+        for i in shapes.indices {
+            var alone = [Float](repeating: .nan, count: shapes[i])
+            Linear.gemv(matrices[i], x, bias: biases[i].pointer, into: &alone)
+            #expect(fused[i].array == alone, "\(format) matrix \(i)")
         }
     }
 
@@ -53,6 +79,30 @@ import Testing
                 Quant.dequantizeRow(w, row, into: &naive)
                 #expect(Array(fast[((row - lo) * c)..<((row - lo + 1) * c)]) == naive, "\(format) row \(row) of \(r)x\(c)")
             }
+        }
+    }
+
+    /// Load-time quantization (C) equals its Swift twin bit for bit, ties and zero blocks included.
+    @Test(arguments: [WeightFormat.q8_0, .q4_0])
+    func quantizeEqualsNaiveRow(format: WeightFormat) {
+        var rng = SeededRNG(seed: 27)
+        let cols = 32 * 9, rows = 40
+        var values = rng.floats(rows * cols, scale: 3)
+        for i in 0..<32 { values[i] = 0 }                                     // an all-zero block
+        for i in 32..<64 { values[i] = Float(i - 48) / 2 }                    // halves: rounding ties
+        for i in 64..<96 { values[i] = Float(i % 17) * 1e-30 }                // scales below f16's range
+        for i in 96..<128 { values[i] = Float(i % 5 - 2) * 70000 }            // scales above it
+        let w = Quant.quantize(WeightMatrix(rows: rows, cols: cols, values: values), to: format)
+        let rowBytes = format.rowBytes(cols), scaleBytes = format.scaleRowBytes(cols)
+        var q = [UInt8](repeating: 0, count: rowBytes), d = [UInt16](repeating: 0, count: scaleBytes / 2)
+        for r in 0..<rows {
+            values.withUnsafeBufferPointer { x in
+                q.withUnsafeMutableBytes { qb in
+                    Quant.quantizeRow(x.baseAddress! + r * cols, cols: cols, format: format, values: qb.baseAddress!, scales: &d)
+                }
+            }
+            #expect(Array(UnsafeRawBufferPointer(start: w.row(r), count: rowBytes)) == q, "\(format) row \(r)")
+            #expect(Array(UnsafeBufferPointer(start: (w.scales! + r * scaleBytes).assumingMemoryBound(to: UInt16.self), count: d.count)) == d)
         }
     }
 

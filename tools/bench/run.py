@@ -83,7 +83,8 @@ def ours(d, quant, threads, args):
             "decode": r["decode_tokens_per_second"],
             "weight_bytes": r["weight_bytes"], "kv_cache_bytes": r["kv_cache_bytes"], "peak_rss": r["peak_rss_bytes"],
             "ttft": r["time_to_first_token_seconds"], "streamed_bytes": r["decode_bytes_per_token"],
-            "read_bandwidth": r.get("read_bandwidth_bytes_per_second")}
+            "read_bandwidth": r.get("read_bandwidth_bytes_per_second"),
+            "decode_bandwidth_fraction": r.get("decode_bandwidth_fraction")}
 
 
 def torch_bench(d, threads, args):
@@ -91,6 +92,15 @@ def torch_bench(d, threads, args):
                        "--prompt-tokens", args.prompt_tokens, "--gen-tokens", args.gen_tokens,
                        "--repeats", args.repeats, "--dtype", "float32"]))
     return {"prefill": r["prefill_tokens_per_second"], "decode": r["decode_tokens_per_second"], "torch": r["torch"]}
+
+
+def median_of(runs):
+    """Per key, the median over rounds of each round's value (numbers only; the rest from the first)."""
+    out = dict(runs[0])
+    for k, v in out.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = statistics.median(r[k] for r in runs if r.get(k) is not None)
+    return out
 
 
 def bandwidth(threads):
@@ -109,6 +119,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", default=",".join(MODELS))
     ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1, help="alternating runs of ours and llama.cpp per row (medians)")
     ap.add_argument("--formats", default=",".join(t for _, t in FORMATS), help="llama.cpp type names to run")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmark-results.json"))
     args = ap.parse_args()
@@ -125,8 +136,10 @@ def main():
             for quant, ltype in FORMATS:
                 if ltype not in args.formats.split(","):
                     continue
-                row = {"model": name, "threads": t, "format": ltype, "ours": ours(d, quant, t, args),
-                       "llama": llama_bench(ggufs[ltype], t, args)}
+                # the engines take turns, so that both see the machine's slow and fast spells alike
+                rounds = [(ours(d, quant, t, args), llama_bench(ggufs[ltype], t, args)) for _ in range(args.rounds)]
+                row = {"model": name, "threads": t, "format": ltype, "ours": median_of([o for o, _ in rounds]),
+                       "llama": median_of([l for _, l in rounds]), "rounds": [{"ours": o, "llama": l} for o, l in rounds]}
                 results["runs"].append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
             if not args.skip_torch:
@@ -150,17 +163,18 @@ def cpu_name():
 
 def markdown(res):
     lines = ["| model | format | threads | ours pp (bf16 act.) | ours pp (f32) | llama.cpp pp | ratio | ours tg | "
-             "llama.cpp tg | ratio | ours tg GB/s (% of bandwidth) | peak RSS / (weights + KV) |",
+             "llama.cpp tg | ratio | ours tg GB/s (% of read ceiling in GB/s) | peak RSS / (weights + KV) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["runs"]:
         if "ours" not in r:
             continue
         o, l = r["ours"], r["llama"]
-        # the ceiling measured right after this row's decode, else the run's
+        # the fraction of the ceiling measured around each decode repeat, else of the run's ceiling
         bw = o.get("read_bandwidth") or (res["bandwidth"][r["threads"]] if r["threads"] in res["bandwidth"]
                                          else res["bandwidth"][str(r["threads"])])
         streamed = o.get("streamed_bytes")
-        frac = f"{o['decode'] * streamed / 1e9:.1f} ({100 * o['decode'] * streamed / bw:.0f}%)" if streamed else "-"
+        share = o.get("decode_bandwidth_fraction") or (o["decode"] * streamed / bw if streamed else None)
+        frac = f"{o['decode'] * streamed / 1e9:.1f} ({100 * share:.0f}% of {bw / 1e9:.0f})" if streamed else "-"
         rss = o["peak_rss"] / (o["weight_bytes"] + o["kv_cache_bytes"])
         lines.append(f"| {r['model']} | {r['format']} | {r['threads']} | {o['prefill']:.1f} | {o['prefill_f32']:.1f} | {l['prefill']:.1f} | "
                      f"{o['prefill'] / l['prefill']:.2f} | {o['decode']:.2f} | {l['decode']:.2f} | "

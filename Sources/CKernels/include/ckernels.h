@@ -13,6 +13,10 @@ extern "C" {
 /// x ≈ q · d, d = max|x| / 127 (round to nearest).
 void ck_quantize_q8_blocks(const float *x, int n, int8_t *q, float *d);
 
+/// One row of weights (cols % 32 == 0) to Q8_0 / Q4_0 blocks with f16 scales, as Quant.quantizeRow.
+void ck_quantize_row_q8_0(const float *x, int cols, int8_t *q, uint16_t *d);
+void ck_quantize_row_q4_0(const float *x, int cols, uint8_t *q, uint16_t *d);
+
 /// y[r] = Σ_b wd[r,b] · xd[b] · Σ_i wq[r,b,i] · xq[b,i] for rows r in [r0, r1).
 /// Q8_0 weights: wq int8 [rows, cols], wd f16 bits [rows, cols/32].
 void ck_gemv_q8_0(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
@@ -28,16 +32,23 @@ void ck_prepare_q4_activations(const int8_t *xq, int cols, int8_t *xp, int32_t *
 void ck_gemv_q4_0(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
                   const int8_t *xp, const int32_t *xs, float *y, int r0, int r1);
 
-/// Whether the AVX512-VNNI Q4_0 kernel can run here.
-int ck_q4_vnni_available(void);
+/// Whether the AVX512-VNNI kernels (Q8_0 and Q4_0) can run here.
+int ck_vnni_available(void);
 
 /// As ck_prepare_q4_activations, for ck_gemv_q4_0_vnni: groups of four blocks
-/// [x0..x3 elements 0..15 | x0..x3 elements 16..31] and 16 lane sums per group (cols/8 int32).
+/// [x0..x3 elements 0..15 | x0..x3 elements 16..31] and per group the 16 lanes' −8·Σx (cols/8 int32).
 void ck_prepare_q4_activations_vnni(const int8_t *xq, int cols, int8_t *xp, int32_t *xs);
 
 /// ck_gemv_q4_0 with 512-bit VNNI dot products over four blocks at a time.
 void ck_gemv_q4_0_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
                        const int8_t *xp, const int32_t *xs, float *y, int r0, int r1);
+
+/// −128 × the sum of each 4 bytes of xq (cols/4 int32): the start of ck_gemv_q8_0_vnni's lanes.
+void ck_prepare_q8_activations_vnni(const int8_t *xq, int cols, int32_t *xs);
+
+/// ck_gemv_q8_0 with 512-bit VNNI dot products over eight blocks at a time.
+void ck_gemv_q8_0_vnni(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                       const int32_t *xs, float *y, int r0, int r1);
 
 /// Dequantizes `rows` consecutive rows (cols % 32 == 0) to floats: Q8_0 (values int8) or Q4_0
 /// (values packed nibbles), with f16 block scales.

@@ -1,0 +1,32 @@
+import Foundation
+
+#if os(Linux)
+/// Anonymous memory backed by 2 MiB transparent huge pages where the system allows it (the kernel's
+/// `transparent_hugepage` setting is `always` or `madvise`); large arrays read in full on every token
+/// (quantized weights, the bandwidth probe) live here.
+public enum HugePages {
+    public static let size = 2 << 20
+
+    static func rounded(_ bytes: Int) -> Int { (bytes + size - 1) / size * size }
+
+    /// A zero-filled, 2 MiB-aligned mapping of at least `bytes` (nil if the system refuses), to be
+    /// released with `munmap(pointer, rounded(bytes))`.
+    public static func map(_ bytes: Int) -> UnsafeMutableRawPointer? {
+        let length = rounded(bytes)
+        // Over-map by one huge page and trim, so the usable range starts on a 2 MiB boundary.
+        guard let raw = mmap(nil, length + size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              raw != MAP_FAILED else { return nil }
+        let address = UInt(bitPattern: raw)
+        let aligned = (address + UInt(size) - 1) / UInt(size) * UInt(size)
+        let head = Int(aligned - address)
+        if head > 0 { munmap(raw, head) }
+        let tail = size - head
+        if tail > 0 { munmap(UnsafeMutableRawPointer(bitPattern: aligned + UInt(length))!, tail) }
+        let p = UnsafeMutableRawPointer(bitPattern: aligned)!
+        _ = madvise(p, length, Int32(MADV_HUGEPAGE))
+        return p
+    }
+
+    public static func unmap(_ p: UnsafeMutableRawPointer, bytes: Int) { munmap(p, rounded(bytes)) }
+}
+#endif
