@@ -299,6 +299,45 @@ VNNI static inline void q4_vnni_rows(const uint8_t *wq, const uint16_t *wd, int 
     }
 }
 
+// Q4_0 rows stored eight-interleaved (ck_gemv_q4_0x8_vnni): one sequential stream feeds eight rows,
+// each x load serves all eight, and their scales arrive together. Rows r0, r1: multiples of 8.
+VNNI void ck_gemv_q4_0x8_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const float *xd, const int8_t *xp,
+                              const int32_t *xs, float *y, int r0, int r1) {
+    const int nb = cols / 32, nq = nb / 4;
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    const __m512i lane_block = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i four = _mm512_set1_epi32(4);
+    for (int group = r0 / 8; group < r1 / 8; group++) {
+        const uint8_t *w = wq + (long)group * 8 * (cols / 2);
+        const uint16_t *s = wd + (long)group * 8 * nb;
+        __m512 acc[8];
+        for (int i = 0; i < 8; i++) acc[i] = _mm512_setzero_ps();
+        for (int g = 0; g < nq; g++) {
+            const uint8_t *wg = w + 512 * g;
+            for (int l = 0; l < 512; l += 64) _mm_prefetch((const char *)(wg + Q_PREFETCH + l), _MM_HINT_T1);
+            const __m512i xl = _mm512_loadu_si512((const void *)(xp + 128 * g));
+            const __m512i xh = _mm512_loadu_si512((const void *)(xp + 128 * g + 64));
+            const __m512i xo = _mm512_loadu_si512((const void *)(xs + 16 * g));
+            const __m512 dx = _mm512_broadcast_f32x4(_mm_loadu_ps(xd + 4 * g));
+            // d_w · d_x of the 8 rows × 4 blocks: rows 0..3, then rows 4..7
+            const __m512 half[2] = {
+                _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 32 * g))), dx),
+                _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 32 * g + 16))), dx)};
+            __m512i idx = lane_block;
+            for (int i = 0; i < 8; i++) {
+                if (i == 4) idx = lane_block;
+                __m512i packed = _mm512_loadu_si512((const void *)(wg + 64 * i));
+                __m512i lo = _mm512_and_si512(packed, mask);
+                __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
+                __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(xo, lo, xl), hi, xh);
+                acc[i] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, half[i / 4]), _mm512_cvtepi32_ps(d), acc[i]);
+                idx = _mm512_add_epi32(idx, four);
+            }
+        }
+        for (int i = 0; i < 8; i++) y[8 * group + i] = _mm512_reduce_add_ps(acc[i]);
+    }
+}
+
 void ck_prepare_q8_activations_vnni(const int8_t *xq, int cols, int32_t *xs) {
     for (int l = 0; l < cols / 4; l++) xs[l] = -128 * (xq[4 * l] + xq[4 * l + 1] + xq[4 * l + 2] + xq[4 * l + 3]);
 }
@@ -381,6 +420,10 @@ VNNI void ck_gemv_q4_0_vnni(const uint8_t *wq, const uint16_t *wd, int cols, con
 }
 #else
 int ck_vnni_available(void) { return 0; }
+void ck_gemv_q4_0x8_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const float *xd, const int8_t *xp,
+                         const int32_t *xs, float *y, int r0, int r1) {
+    (void)wq; (void)wd; (void)cols; (void)xd; (void)xp; (void)xs; (void)y; (void)r0; (void)r1;
+}
 void ck_prepare_q8_activations_vnni(const int8_t *xq, int cols, int32_t *xs) { (void)xq; (void)cols; (void)xs; }
 void ck_gemv_q8_0_vnni(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
                        const int32_t *xs, float *y, int r0, int r1) {
@@ -393,6 +436,19 @@ void ck_gemv_q4_0_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const in
     ck_gemv_q4_0(wq, wd, cols, xq, xd, xp, xs, y, r0, r1);
 }
 #endif
+
+void ck_gemv_q4_0x8(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                    float *y, int r0, int r1) {
+    const int nb = cols / 32;
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *w = wq + (long)(r / 8) * 8 * (cols / 2) + 64 * (r % 8);
+        const uint16_t *s = wd + (long)(r / 8) * 8 * nb + 4 * (r % 8);
+        float sum = 0;
+        for (int b = 0; b < nb; b++)
+            sum += f16_to_f32(s[32 * (b / 4) + b % 4]) * xd[b] * q4_block_scalar(w + 512 * (b / 4) + 16 * (b % 4), xq + 32 * b);
+        y[r] = sum;
+    }
+}
 
 void ck_dequantize_q8_0(const int8_t *q, const uint16_t *d, int rows, int cols, float *out) {
     const long nb = (long)rows * (cols / 32);

@@ -5,20 +5,34 @@ import CKernels
 
 /// Block quantization (Q8_0/Q4_0-like, 32 elements per f16 scale) and the quantized GEMV.
 public enum Quant {
-    /// Quantizes a float32 [rows, cols] matrix (cols % 32 == 0) to `format`.
-    public static func quantize(_ src: WeightMatrix, to format: WeightFormat) -> WeightMatrix {
+    /// Quantizes a matrix (cols % 32 == 0) to `format`. With `interleaved`, Q4_0 matrices whose shape
+    /// allows it (rows % 8 == 0, cols % 128 == 0) take the eight-row decode layout, on CPUs with the
+    /// kernel that reads it; files are written from plain rows.
+    public static func quantize(_ src: WeightMatrix, to format: WeightFormat, interleaved: Bool = false) -> WeightMatrix {
         precondition(format.isQuantized && src.cols % quantBlock == 0)
         let rows = src.rows, cols = src.cols
+        #if canImport(CKernels)
+        let interleave = interleaved && format == .q4_0 && rows % 8 == 0 && cols % (4 * quantBlock) == 0 && vnni
+            && ProcessInfo.processInfo.environment["MINICPMO_NO_INTERLEAVE"] == nil  // for comparisons
+        #else
+        let interleave = false
+        #endif
         let values = QuantStorage(byteCount: rows * format.rowBytes(cols))
         let scales = QuantStorage(byteCount: rows * format.scaleRowBytes(cols))
         let ranges = splitRange(rows, parts: Threading.count * 4)
         parallelFor(ranges.count) { part in
             let row = FloatBuffer(count: cols)
-            defer { withExtendedLifetime(row) {} }
+            let plainValues = UnsafeMutableRawPointer.allocate(byteCount: interleave ? format.rowBytes(cols) : 0, alignment: 64)
+            let plainScales = UnsafeMutablePointer<UInt16>.allocate(capacity: interleave ? cols / quantBlock : 0)
+            defer { withExtendedLifetime(row) {}; plainValues.deallocate(); plainScales.deallocate() }
             for r in ranges[part] {
                 src.readRow(r, into: row.pointer)
-                let v = values.pointer + r * format.rowBytes(cols)
-                let d = (scales.pointer + r * format.scaleRowBytes(cols)).assumingMemoryBound(to: UInt16.self)
+                defer {
+                    if interleave { scatterInterleaved(r, rows: rows, cols: cols, plainValues, plainScales, into: values.pointer, scales.pointer) }
+                }
+                let v = interleave ? plainValues : values.pointer + r * format.rowBytes(cols)
+                let d = interleave ? plainScales
+                    : (scales.pointer + r * format.scaleRowBytes(cols)).assumingMemoryBound(to: UInt16.self)
                 #if canImport(CKernels)
                 if format == .q8_0 {
                     ck_quantize_row_q8_0(row.pointer, Int32(cols), v.assumingMemoryBound(to: Int8.self), d)
@@ -31,7 +45,18 @@ public enum Quant {
             }
         }
         return WeightMatrix(rows: rows, cols: cols, format: format, data: UnsafeRawPointer(values.pointer),
-                            scales: UnsafeRawPointer(scales.pointer), owner: QuantOwner(values, scales))
+                            scales: UnsafeRawPointer(scales.pointer), owner: QuantOwner(values, scales), interleaved: interleave)
+    }
+
+    /// Copies one plain Q4_0 row to its places in the eight-row layout (see `WeightMatrix.block`).
+    private static func scatterInterleaved(_ r: Int, rows: Int, cols: Int, _ v: UnsafeRawPointer, _ d: UnsafePointer<UInt16>,
+                                           into values: UnsafeMutableRawPointer, _ scales: UnsafeMutableRawPointer) {
+        let layout = WeightMatrix(rows: rows, cols: cols, format: .q4_0, data: values, scales: scales, owner: nil, interleaved: true)
+        for g in 0..<(cols / (4 * quantBlock)) {
+            let (dst, scale) = layout.block(r, 4 * g)
+            UnsafeMutableRawPointer(mutating: dst).copyMemory(from: v + 64 * g, byteCount: 64)
+            UnsafeMutablePointer(mutating: scale).update(from: d + 4 * g, count: 4)
+        }
     }
 
     /// One row (the naive twin of the C quantizers): Q8_0 d = max|x|/127, q = round(x/d); Q4_0 d = m/−8 with m the signed value of largest
@@ -71,6 +96,15 @@ public enum Quant {
     /// Rows lo..<hi to floats (SIMD in CKernels; `dequantizeRow` is its naive twin).
     public static func dequantizeRows(_ w: WeightMatrix, _ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         #if canImport(CKernels)
+        if w.interleaved {  // four blocks (128 values, 4 scales) are contiguous
+            for (i, r) in range.enumerated() {
+                for g in 0..<(w.cols / (4 * quantBlock)) {
+                    let (v, s) = w.block(r, 4 * g)
+                    ck_dequantize_q4_0(v.assumingMemoryBound(to: UInt8.self), s, 1, Int32(4 * quantBlock), out + i * w.cols + 4 * quantBlock * g)
+                }
+            }
+            return
+        }
         let s = (w.scales! + range.lowerBound * w.format.scaleRowBytes(w.cols)).assumingMemoryBound(to: UInt16.self)
         let v = w.row(range.lowerBound)
         if w.format == .q8_0 {
@@ -84,17 +118,15 @@ public enum Quant {
     }
 
     public static func dequantizeRow(_ w: WeightMatrix, _ r: Int, into out: UnsafeMutablePointer<Float>) {
-        let nb = w.cols / quantBlock
-        let s = (w.scales! + r * w.format.scaleRowBytes(w.cols)).assumingMemoryBound(to: UInt16.self)
-        let v = w.row(r)
-        for b in 0..<nb {
-            let d = Float(Float16(bitPattern: s[b]))
+        for b in 0..<(w.cols / quantBlock) {
+            let (v, s) = w.block(r, b)
+            let d = Float(Float16(bitPattern: s.pointee))
             let o = out + b * quantBlock
             if w.format == .q8_0 {
-                let q = (v + b * quantBlock).assumingMemoryBound(to: Int8.self)
+                let q = v.assumingMemoryBound(to: Int8.self)
                 for i in 0..<quantBlock { o[i] = Float(q[i]) * d }
             } else {
-                let q = (v + b * quantBlock / 2).assumingMemoryBound(to: UInt8.self)
+                let q = v.assumingMemoryBound(to: UInt8.self)
                 for i in 0..<(quantBlock / 2) {
                     o[i] = Float(Int(q[i] & 0x0F) - 8) * d
                     o[i + 16] = Float(Int(q[i] >> 4) - 8) * d
@@ -152,6 +184,12 @@ public enum Quant {
             let scales = w.scales!.assumingMemoryBound(to: UInt16.self)
             let (r0, r1) = (Int32(r.lowerBound), Int32(r.upperBound))
             switch (w.format, vnni) {
+            case (.q4_0, _) where w.interleaved:
+                if vnni && r.lowerBound % 8 == 0 && r.upperBound % 8 == 0 {
+                    ck_gemv_q4_0x8_vnni(w.data.assumingMemoryBound(to: UInt8.self), scales, Int32(cols), xd, xp, xs4, y, r0, r1)
+                } else {
+                    ck_gemv_q4_0x8(w.data.assumingMemoryBound(to: UInt8.self), scales, Int32(cols), xq, xd, y, r0, r1)
+                }
             case (.q8_0, true): ck_gemv_q8_0_vnni(w.data.assumingMemoryBound(to: Int8.self), scales, Int32(cols), xq, xd, xs8, y, r0, r1)
             case (.q8_0, false): ck_gemv_q8_0(w.data.assumingMemoryBound(to: Int8.self), scales, Int32(cols), xq, xd, y, r0, r1)
             case (_, true): ck_gemv_q4_0_vnni(w.data.assumingMemoryBound(to: UInt8.self), scales, Int32(cols), xq, xd, xp, xs4, y, r0, r1)

@@ -38,17 +38,23 @@ public struct WeightMatrix: @unchecked Sendable {
     /// f16 block scales of quantized formats.
     public let scales: UnsafeRawPointer?
     public let owner: AnyObject?
+    /// Q4_0 rows stored in groups of eight, interleaved four blocks at a time (the decode layout made
+    /// at load, `Quant.quantize(_:to:interleaved:)`); files always hold plain rows.
+    public let interleaved: Bool
 
     public init(rows: Int, cols: Int, format: WeightFormat, data: UnsafeRawPointer, scales: UnsafeRawPointer? = nil,
-                owner: AnyObject?) {
+                owner: AnyObject?, interleaved: Bool = false) {
         precondition(!format.isQuantized || (scales != nil && cols % quantBlock == 0),
                      "quantized matrices need scales and a multiple of \(quantBlock) columns")
+        precondition(!interleaved || (format == .q4_0 && rows % 8 == 0 && cols % (4 * quantBlock) == 0),
+                     "only Q4_0 with rows % 8 == 0 and cols % 128 == 0 interleaves")
         self.rows = rows
         self.cols = cols
         self.format = format
         self.data = data
         self.scales = scales
         self.owner = owner
+        self.interleaved = interleaved
     }
 
     /// An owned float32 matrix (tests, small parameters).
@@ -61,9 +67,23 @@ public struct WeightMatrix: @unchecked Sendable {
 
     public var byteCount: Int { rows * (format.rowBytes(cols) + format.scaleRowBytes(cols)) }
 
-    /// Address of row `r`'s values.
+    /// Address of row `r`'s values (rows are contiguous unless interleaved).
     @inline(__always)
-    public func row(_ r: Int) -> UnsafeRawPointer { data + r * format.rowBytes(cols) }
+    public func row(_ r: Int) -> UnsafeRawPointer {
+        precondition(!interleaved, "an interleaved matrix has no contiguous rows")
+        return data + r * format.rowBytes(cols)
+    }
+
+    /// Where block `b` of row `r` of a quantized matrix lives: its values and its f16 scale.
+    @inline(__always)
+    public func block(_ r: Int, _ b: Int) -> (values: UnsafeRawPointer, scale: UnsafePointer<UInt16>) {
+        let blockBytes = format.rowBytes(quantBlock), nb = cols / quantBlock
+        let s = scales!.assumingMemoryBound(to: UInt16.self)
+        guard interleaved else { return (data + r * format.rowBytes(cols) + b * blockBytes, s + r * nb + b) }
+        let group = r / 8, i = r % 8, g = b / 4, j = b % 4
+        return (data + group * 8 * format.rowBytes(cols) + g * 8 * 4 * blockBytes + (4 * i + j) * blockBytes,
+                s + group * 8 * nb + g * 32 + 4 * i + j)
+    }
 
     /// Widens (dequantizes) row `r` into `out` (cols floats).
     @inline(__always)

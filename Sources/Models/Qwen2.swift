@@ -45,7 +45,7 @@ public final class Qwen2Model: @unchecked Sendable {
         guard let format = quantize, format.isQuantized else { return model }
         return model.mapLinearWeights { w in
             guard !w.format.isQuantized, w.cols % quantBlock == 0 else { return w }
-            let q = Quant.quantize(w, to: format)
+            let q = Quant.quantize(w, to: format, interleaved: true)
             WeightReader.evict(w)
             return q
         }

@@ -65,6 +65,33 @@ import Testing
         }
     }
 
+    /// The eight-row interleaved Q4_0 layout (made at load for decode) holds the same blocks as plain
+    /// rows, and every path over it (VNNI GEMV, the portable twin, dequantization for prefill) agrees.
+    @Test(.enabled(if: Quant.vnni, "the interleaved layout is made only where its VNNI kernel runs"))
+    func interleavedQ4MatchesPlainRows() {
+        var rng = SeededRNG(seed: 28)
+        for (r, c) in [(8, 128), (24, 384), (64, 4096), (40, 8192 + 128), (208, 896)] {
+            let src = WeightMatrix(rows: r, cols: c, values: rng.floats(r * c))
+            let plain = Quant.quantize(src, to: .q4_0), mixed = Quant.quantize(src, to: .q4_0, interleaved: true)
+            #expect(mixed.interleaved && !plain.interleaved)
+            #expect(mixed.toFloats() == plain.toFloats(), "\(r)x\(c)")
+            let x = rng.floats(c, scale: 2)
+            let naive = naiveQuantGemv(plain, x)
+            var fast = [Float](repeating: .nan, count: r), portable = fast
+            Linear.forward(x, tokens: 1, weight: mixed, bias: nil, into: &fast)
+            portable.withUnsafeMutableBufferPointer { Quant.gemv([(mixed, nil, $0.baseAddress!)], x, vnni: false) }
+            #expect(relErr(fast, naive) < 1e-5, "\(r)x\(c)")
+            #expect(relErr(portable, naive) < 1e-5, "\(r)x\(c) portable")
+            let t = 3, xs = rng.floats(t * c)
+            var yPlain = [Float](repeating: 0, count: t * r), yMixed = yPlain
+            Linear.forward(xs, tokens: t, weight: plain, bias: nil, into: &yPlain)
+            Linear.forward(xs, tokens: t, weight: mixed, bias: nil, into: &yMixed)
+            #expect(yMixed == yPlain, "\(r)x\(c) prefill")
+        }
+        // a shape the layout does not take stays plain
+        #expect(!Quant.quantize(WeightMatrix(rows: 12, cols: 128, values: rng.floats(12 * 128)), to: .q4_0, interleaved: true).interleaved)
+    }
+
     /// The SIMD block dequantizer against its scalar twin.
     @Test(arguments: [WeightFormat.q8_0, .q4_0])
     func dequantizeRowsMatchesNaive(format: WeightFormat) {

@@ -50,6 +50,15 @@ void ck_prepare_q8_activations_vnni(const int8_t *xq, int cols, int32_t *xs);
 void ck_gemv_q8_0_vnni(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
                        const int32_t *xs, float *y, int r0, int r1);
 
+/// Q4_0 with rows eight-interleaved (cols % 128 == 0, rows % 8 == 0): per group of 8 rows and per 4
+/// blocks g, the rows' 16-byte blocks [row 0: 4 blocks][row 1: 4 blocks]…[row 7] (512 bytes), and
+/// their scales [row 0: 4 f16]…[row 7] (32 f16). The VNNI kernel takes xp/xs as ck_gemv_q4_0_vnni;
+/// r0, r1 are multiples of 8. The portable twin takes any rows.
+void ck_gemv_q4_0x8_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const float *xd, const int8_t *xp,
+                         const int32_t *xs, float *y, int r0, int r1);
+void ck_gemv_q4_0x8(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                    float *y, int r0, int r1);
+
 /// Dequantizes `rows` consecutive rows (cols % 32 == 0) to floats: Q8_0 (values int8) or Q4_0
 /// (values packed nibbles), with f16 block scales.
 void ck_dequantize_q8_0(const int8_t *q, const uint16_t *d, int rows, int cols, float *out);
