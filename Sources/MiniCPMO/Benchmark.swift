@@ -50,13 +50,13 @@ public enum Benchmark {
         let prompt = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(llm.config.vocabSize)) }
         let pool = llm.makeCachePool()
         var prefill: [Double] = [], ttft: [Double] = [], decode: [Double] = [], ceilings: [Double] = [], fractions: [Double] = []
-        // Short enough (~0.1 s) that the machine's state is the decode's. Its buffer must not count as
-        // the model's memory: the peak is noted before each probe and the high-water mark reset after.
+        // The probe's buffer must not count as the model's memory: the peak is noted before each probe
+        // and the high-water mark reset after it.
         var peak = 0
         let probe = { () -> Double in
             peak = max(peak, peakRSS())
             defer { resetPeakRSS() }
-            return KernelBenchmark.memoryReadBandwidth(bytes: 1 << 29, repeats: 3)
+            return KernelBenchmark.decodeCeilingProbe()
         }
         var kvBytes = 0
         // one untimed warm-up pass faults the weights in

@@ -45,6 +45,10 @@ public enum KernelBenchmark {
         return samples.max()!
     }
 
+    /// The read ceiling measured right before and after each decode repeat: short enough (~0.1 s) that
+    /// the machine's state is the decode's.
+    public static func decodeCeilingProbe() -> Double { memoryReadBandwidth(bytes: 1 << 29, repeats: 3) }
+
     /// Bytes of weights streamed per second by a [rows, cols] GEMV in `format` (median of `repeats`).
     public static func gemvBandwidth(format: WeightFormat, rows: Int = 18944, cols: Int = 3584, repeats: Int = 20) -> Double {
         var rng = Xoshiro256(seed: 1)

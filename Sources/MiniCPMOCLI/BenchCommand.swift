@@ -24,7 +24,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Repeats (medians are reported).")
     var repeats: Int = 3
 
-    @Flag(name: .long, help: "Also measure the memory read ceiling right after decoding and report decode against it.")
+    @Flag(name: .long, help: "Also measure the memory read ceiling around every decode repeat and report decode against it; without --model, only the ceiling (the same probe).")
     var bandwidth = false
 
     @Flag(name: .long, help: "Only the multimodal encoders (works on a checkpoint without language-model weights).")
@@ -34,7 +34,7 @@ struct BenchCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if model == nil && !kernels { throw ValidationError("--model is required (or --kernels)") }
+        if model == nil && !kernels && !bandwidth { throw ValidationError("--model is required (or --kernels, or --bandwidth alone)") }
         if promptTokens < 1 || genTokens < 0 || repeats < 1 { throw ValidationError("need --prompt-tokens ≥ 1, --gen-tokens ≥ 0, --repeats ≥ 1") }
     }
 
@@ -48,6 +48,13 @@ struct BenchCommand: ParsableCommand {
                     writeOut(String(format: "gemv %dx%d %-5@ %.1f GB/s of weights\n", rows, cols, f.rawValue, bw / 1e9))
                 }
             }
+            return
+        }
+        if model == nil {  // --bandwidth alone: the ceiling probe that brackets each decode repeat
+            runtime.apply()
+            let bw = KernelBenchmark.decodeCeilingProbe()
+            writeOut(json ? "{\"threads\":\(Threading.count),\"read_bandwidth_bytes_per_second\":\(bw)}\n"
+                          : String(format: "bandwidth    %.1f GB/s read ceiling (%d threads)\n", bw / 1e9, Threading.count))
             return
         }
         if encoders {

@@ -62,14 +62,22 @@ def gguf_files(d, args):
     return out
 
 
+def ceiling(threads):
+    """The read ceiling probe that `minicpmo bench --bandwidth` runs around each of its decode repeats."""
+    return json.loads(sh([BIN, "bench", "--bandwidth", "--threads", threads, "--json"]))["read_bandwidth_bytes_per_second"]
+
+
 def llama_bench(gguf, threads, args):
+    before = ceiling(threads)
     res = json.loads(sh([Path(args.llama_build) / "bin" / "llama-bench", "-m", gguf, "-p", args.prompt_tokens,
                          "-n", args.gen_tokens, "-t", threads, "-r", args.repeats, "-o", "json"]))
+    # the machine's state during llama.cpp's run, bracketed like ours (its runs last longer)
+    around = max(before, ceiling(threads))
     pp = next(r for r in res if r["n_prompt"] > 0 and r["n_gen"] == 0)
     tg = next(r for r in res if r["n_gen"] > 0 and r["n_prompt"] == 0)
     # llama-bench reports the mean; its samples give the median
     med = lambda r: statistics.median(r.get("samples_ts") or [r["avg_ts"]])
-    return {"prefill": med(pp), "decode": med(tg), "model_size": pp.get("model_size")}
+    return {"prefill": med(pp), "decode": med(tg), "model_size": pp.get("model_size"), "read_bandwidth": around}
 
 
 def ours(d, quant, threads, args):
@@ -163,8 +171,8 @@ def cpu_name():
 
 def markdown(res):
     lines = ["| model | format | threads | ours pp (bf16 act.) | ours pp (f32) | llama.cpp pp | ratio | ours tg | "
-             "llama.cpp tg | ratio | ours tg GB/s (% of read ceiling in GB/s) | peak RSS / (weights + KV) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "llama.cpp tg | ratio | ours tg GB/s (% of read ceiling in GB/s) | ceiling around llama.cpp (GB/s) | peak RSS / (weights + KV) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["runs"]:
         if "ours" not in r:
             continue
@@ -176,9 +184,10 @@ def markdown(res):
         share = o.get("decode_bandwidth_fraction") or (o["decode"] * streamed / bw if streamed else None)
         frac = f"{o['decode'] * streamed / 1e9:.1f} ({100 * share:.0f}% of {bw / 1e9:.0f})" if streamed else "-"
         rss = o["peak_rss"] / (o["weight_bytes"] + o["kv_cache_bytes"])
+        theirs = f"{l['read_bandwidth'] / 1e9:.0f}" if l.get("read_bandwidth") else "-"
         lines.append(f"| {r['model']} | {r['format']} | {r['threads']} | {o['prefill']:.1f} | {o['prefill_f32']:.1f} | {l['prefill']:.1f} | "
                      f"{o['prefill'] / l['prefill']:.2f} | {o['decode']:.2f} | {l['decode']:.2f} | "
-                     f"{o['decode'] / l['decode']:.2f} | {frac} | {rss:.2f} |")
+                     f"{o['decode'] / l['decode']:.2f} | {frac} | {theirs} | {rss:.2f} |")
     lines += ["", "| model | threads | PyTorch fp32 pp | PyTorch fp32 tg |", "|---|---|---|---|"]
     for r in res["runs"]:
         if "torch" in r:
