@@ -219,6 +219,8 @@ void ck_gemv_q4_0(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t 
 // short Q4_0 rows go four at a time a quarter of the range apart (neighbouring short rows interleaved
 // within a page defeat the hardware prefetcher: a third of the read rate lost) with software prefetch
 // into L2; short Q8_0 rows, whose dot products are cheaper, stream fastest one at a time, unprefetched.
+// (Q4_0 weights quantized at load are stored eight-interleaved instead: ck_gemv_q4_0x8_vnni. The plain
+// walk serves checkpoints written by `minicpmo quantize` and shapes that layout does not take.)
 #define Q_LONG_ROWS 8192
 #define Q_PREFETCH 2048
 
