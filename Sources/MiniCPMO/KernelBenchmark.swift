@@ -55,7 +55,7 @@ public enum KernelBenchmark {
         let values = (0..<(rows * cols)).map { _ in Float(Int(rng.next() % 2001) - 1000) / 1000 }
         var w = WeightMatrix(rows: rows, cols: cols, values: values)
         switch format {
-        case .q8_0, .q4_0: w = Quant.quantize(w, to: format)
+        case .q8_0, .q4_0: w = Quant.quantize(w, to: format, interleaved: true)  // as a model quantized at load
         case .bf16, .f16:
             let halves = UnsafeMutablePointer<UInt16>.allocate(capacity: rows * cols)
             for i in 0..<(rows * cols) {

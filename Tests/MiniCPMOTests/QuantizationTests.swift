@@ -65,6 +65,16 @@ import Testing
         #expect(r.prefillTokensPerSecond > 0 && r.decodeTokensPerSecond > 0 && r.timeToFirstTokenSeconds > 0)
         #expect(r.weights == "q8_0" && r.weightBytes > 0 && r.kvCacheBytes > 0 && r.peakRSSBytes > r.weightBytes)
         #expect(r.decodeBytesPerToken < r.weightBytes)
+        #expect(r.readBandwidth == nil && r.decodeBandwidthFraction == nil)
+    }
+
+    /// With the ceiling probed around every decode repeat, the fraction is that of the same repeats.
+    @Test func benchmarkMeasuresTheCeilingAroundDecode() throws {
+        let r = try Benchmark.run(try MiniCPMOModel(directory: dir, quantize: .q8_0), promptTokens: 4, genTokens: 3, repeats: 1,
+                                  measureBandwidth: true)
+        let ceiling = try #require(r.readBandwidth), fraction = try #require(r.decodeBandwidthFraction)
+        #expect(ceiling > 1e8)
+        #expect(abs(fraction - r.decodeTokensPerSecond * Double(r.decodeBytesPerToken) / ceiling) < 1e-9 * max(fraction, 1))
     }
 }
 
