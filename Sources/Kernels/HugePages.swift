@@ -10,7 +10,7 @@ public enum HugePages {
     static func rounded(_ bytes: Int) -> Int { (bytes + size - 1) / size * size }
 
     /// A zero-filled, 2 MiB-aligned mapping of at least `bytes` (nil if the system refuses), to be
-    /// released with `munmap(pointer, rounded(bytes))`.
+    /// released with `unmap(_:bytes:)`.
     public static func map(_ bytes: Int) -> UnsafeMutableRawPointer? {
         let length = rounded(bytes)
         // Over-map by one huge page and trim, so the usable range starts on a 2 MiB boundary.

@@ -59,8 +59,8 @@ public enum Quant {
         }
     }
 
-    /// One row (the naive twin of the C quantizers): Q8_0 d = max|x|/127, q = round(x/d); Q4_0 d = m/−8 with m the signed value of largest
-    /// magnitude, q = min(15, ⌊x/d + 8.5⌋), as ggml does.
+    /// One row, the naive twin of the C quantizers: Q8_0 d = max|x|/127, q = round(x/d); Q4_0 d = m/−8
+    /// with m the signed value of largest magnitude, q = min(15, ⌊x/d + 8.5⌋), as ggml does.
     public static func quantizeRow(_ x: UnsafePointer<Float>, cols: Int, format: WeightFormat,
                                    values: UnsafeMutableRawPointer, scales: UnsafeMutablePointer<UInt16>) {
         for b in 0..<(cols / quantBlock) {
