@@ -7,7 +7,9 @@ import Foundation
 public enum HugePages {
     public static let size = 2 << 20
 
-    static func rounded(_ bytes: Int) -> Int { (bytes + size - 1) / size * size }
+    /// The mapping's length: whole 4 KiB pages. A last partial 2 MiB stretch stays on 4 KiB pages (a huge
+    /// page must lie wholly inside the mapping), so no memory is spent on rounding.
+    static func rounded(_ bytes: Int) -> Int { (max(bytes, 1) + 4095) / 4096 * 4096 }
 
     /// A zero-filled, 2 MiB-aligned mapping of at least `bytes` (nil if the system refuses), to be
     /// released with `unmap(_:bytes:)`.
