@@ -27,6 +27,17 @@ public struct AddedToken: Sendable, Equatable {
     }
 }
 
+/// The added tokens as `tokenizers` keeps them: later entries win when a content or an id is listed
+/// twice; empty contents are dropped. `unique` is sorted by id.
+func deduplicated(_ tokens: [AddedToken]) -> (unique: [AddedToken], byContent: [String: Int], byID: [Int: AddedToken]) {
+    var byContent = [String: Int](), byID = [Int: AddedToken]()
+    for token in tokens where !token.content.isEmpty {
+        byContent[token.content] = token.id
+        byID[token.id] = token
+    }
+    return (byID.values.sorted { $0.id < $1.id }, byContent, byID)
+}
+
 /// Finds added tokens in UTF-8 text with `tokenizers`' semantics: leftmost-longest matches scanned
 /// left to right (its Aho-Corasick automaton), then filters (special tokens when not allowed,
 /// `singleWord`) that drop a match without re-searching inside it, then `lstrip`/`rstrip`.

@@ -46,13 +46,7 @@ public final class Qwen2Tokenizer: Sendable {
         let byteIDs = ByteLevel.characters.map { Int32(vocab[String($0)] ?? -1) }
         model = BPEModel(merges: mergeTable, byteIDs: byteIDs)
 
-        // Later entries win, as in `tokenizers` when a content or an id is listed twice.
-        var byContent = [String: Int](), byID = [Int: AddedToken]()
-        for token in addedTokens where !token.content.isEmpty {
-            byContent[token.content] = token.id
-            byID[token.id] = token
-        }
-        let unique = byID.values.sorted { $0.id < $1.id }
+        let (unique, byContent, byID) = deduplicated(addedTokens)
         self.addedTokens = unique
         addedByContent = byContent
         addedByID = byID

@@ -32,12 +32,7 @@ extension Qwen2Tokenizer {
     /// Parses `tokenizer.json` contents (plain or gzip-compressed); `source` names the file in errors.
     public convenience init(tokenizerJSONData data: Data, source: String = "tokenizer.json") throws {
         let root = try jsonObject(data, source: source)
-        guard let model = root["model"] as? [String: Any] else {
-            throw TokenizerError.missingField(path: source, field: "model")
-        }
-        if let type = model["type"], (type as? String) != "BPE" {
-            throw TokenizerError.unsupported(path: source, reason: "model type '\(type)' (only BPE is supported)")
-        }
+        let model = try tokenizerModel(root, type: "BPE", source: source)
         for field in ["continuing_subword_prefix", "end_of_word_suffix"] {
             if let affix = model[field] as? String, !affix.isEmpty {
                 throw TokenizerError.unsupported(path: source, reason: "model.\(field) '\(affix)'")
@@ -185,6 +180,17 @@ private func splitMerge(_ merge: String, source: String) throws -> (String, Stri
         throw TokenizerError.invalidMerge(path: source, merge: merge)
     }
     return (String(parts[0]), String(parts[1]))
+}
+
+/// `tokenizer.json`'s `model` object, refused unless its `type` (when given) is `type`.
+func tokenizerModel(_ root: [String: Any], type: String, source: String) throws -> [String: Any] {
+    guard let model = root["model"] as? [String: Any] else {
+        throw TokenizerError.missingField(path: source, field: "model")
+    }
+    if let found = model["type"], (found as? String) != type {
+        throw TokenizerError.unsupported(path: source, reason: "model type '\(found)' (only \(type) is supported)")
+    }
+    return model
 }
 
 func addedToken(_ object: [String: Any], id: Int, source: String, field: String) throws -> AddedToken {

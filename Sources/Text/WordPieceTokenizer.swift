@@ -54,13 +54,7 @@ public final class WordPieceTokenizer: Sendable {
         model = WordPieceModel(vocab: vocab, prefix: prefix, unknownID: unknownID,
                                maxInputCharsPerWord: maxInputCharsPerWord)
 
-        // Later entries win, as in `tokenizers` when a content or an id is listed twice.
-        var byContent = [String: Int](), byID = [Int: AddedToken]()
-        for token in addedTokens where !token.content.isEmpty {
-            byContent[token.content] = token.id
-            byID[token.id] = token
-        }
-        let unique = byID.values.sorted { $0.id < $1.id }
+        let (unique, byContent, _) = deduplicated(addedTokens)
         self.addedTokens = unique
         addedByContent = byContent
         rawMatcher = AddedTokenMatcher(unique.filter { !$0.normalized })
@@ -286,12 +280,7 @@ extension WordPieceTokenizer {
     /// Parses `tokenizer.json` contents (plain or gzip-compressed); `source` names the file in errors.
     public convenience init(tokenizerJSONData data: Data, source: String = "tokenizer.json") throws {
         let root = try jsonObject(data, source: source)
-        guard let model = root["model"] as? [String: Any] else {
-            throw TokenizerError.missingField(path: source, field: "model")
-        }
-        if let type = model["type"], (type as? String) != "WordPiece" {
-            throw TokenizerError.unsupported(path: source, reason: "model type '\(type)' (only WordPiece is supported)")
-        }
+        let model = try tokenizerModel(root, type: "WordPiece", source: source)
         if model["type"] == nil, model["merges"] != nil {
             throw TokenizerError.unsupported(path: source, reason: "model with merges (BPE), not WordPiece")
         }
