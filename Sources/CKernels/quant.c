@@ -219,8 +219,9 @@ void ck_gemv_q4_0(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t 
 // short Q4_0 rows go four at a time a quarter of the range apart (neighbouring short rows interleaved
 // within a page defeat the hardware prefetcher: a third of the read rate lost) with software prefetch
 // into L2; short Q8_0 rows, whose dot products are cheaper, stream fastest one at a time, unprefetched.
-// (Q4_0 weights quantized at load are stored eight-interleaved instead: ck_gemv_q4_0x8_vnni. The plain
-// walk serves checkpoints written by `minicpmo quantize` and shapes that layout does not take.)
+// (Weights quantized at load are stored sixteen-interleaved instead: ck_gemv_q8_0x16_vnni and
+// ck_gemv_q4_0x16_vnni. The row walks serve checkpoints written by `minicpmo quantize` and the rows
+// past the last whole group.)
 #define Q_LONG_ROWS 8192
 #define Q_PREFETCH 2048
 
@@ -301,43 +302,76 @@ VNNI static inline void q4_vnni_rows(const uint8_t *wq, const uint16_t *wd, int 
     }
 }
 
-// Q4_0 rows stored eight-interleaved (ck_gemv_q4_0x8_vnni): one sequential stream feeds eight rows,
-// each x load serves all eight, and their scales arrive together. Rows r0, r1: multiples of 8.
-VNNI void ck_gemv_q4_0x8_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const float *xd, const int8_t *xp,
-                              const int32_t *xs, float *y, int r0, int r1) {
-    const int nb = cols / 32, nq = nb / 4;
-    const __m512i mask = _mm512_set1_epi8(0x0F);
-    const __m512i lane_block = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    const __m512i four = _mm512_set1_epi32(4);
-    for (int group = r0 / 8; group < r1 / 8; group++) {
-        const uint8_t *w = wq + (long)group * 8 * (cols / 2);
-        const uint16_t *s = wd + (long)group * 8 * nb;
-        __m512 acc[8];
-        for (int i = 0; i < 8; i++) acc[i] = _mm512_setzero_ps();
-        for (int g = 0; g < nq; g++) {
-            const uint8_t *wg = w + 512 * g;
-            for (int l = 0; l < 512; l += 64) _mm_prefetch((const char *)(wg + Q_PREFETCH + l), _MM_HINT_T1);
-            const __m512i xl = _mm512_loadu_si512((const void *)(xp + 128 * g));
-            const __m512i xh = _mm512_loadu_si512((const void *)(xp + 128 * g + 64));
-            const __m512i xo = _mm512_loadu_si512((const void *)(xs + 16 * g));
-            const __m512 dx = _mm512_broadcast_f32x4(_mm_loadu_ps(xd + 4 * g));
-            // d_w · d_x of the 8 rows × 4 blocks: rows 0..3, then rows 4..7
-            const __m512 half[2] = {
-                _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 32 * g))), dx),
-                _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 32 * g + 16))), dx)};
-            __m512i idx = lane_block;
-            for (int i = 0; i < 8; i++) {
-                if (i == 4) idx = lane_block;
-                __m512i packed = _mm512_loadu_si512((const void *)(wg + 64 * i));
-                __m512i lo = _mm512_and_si512(packed, mask);
-                __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
-                __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(xo, lo, xl), hi, xh);
-                acc[i] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, half[i / 4]), _mm512_cvtepi32_ps(d), acc[i]);
-                idx = _mm512_add_epi32(idx, four);
+// Rows stored sixteen-interleaved (ckernels.h): lane i of every vector is row i, so one stream feeds
+// sixteen dot products with no horizontal sums, each block takes one scale conversion and one FMA for
+// all sixteen rows, and x arrives as broadcasts. About half the instructions per weight byte of the row
+// walks, which is what lets one core keep enough reads in flight. Rows r0, r1: multiples of 16.
+// Each block's sum starts at −128·Σx (Q8_0: the weights' flipped sign bit) or −8·Σx (Q4_0: the
+// nibbles' offset), so the unsigned-by-signed products come out signed.
+VNNI void ck_gemv_q8_0x16_vnni(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                               const int32_t *xsum, float *y, int r0, int r1) {
+    const int nb = cols / 32;
+    const int32_t *x4 = (const int32_t *)xq;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int group = r0 / 16; group < r1 / 16; group++) {
+        const int8_t *w = wq + (long)group * 16 * cols;
+        const uint16_t *s = wd + (long)group * 16 * nb;
+        __m512 acc = _mm512_setzero_ps();
+        for (int b = 0; b < nb; b++) {
+            const int8_t *wb = w + 512 * b;
+            const int32_t *xk = x4 + 8 * b;
+            __m512i a0 = _mm512_set1_epi32(-128 * xsum[b]), a1 = _mm512_setzero_si512();  // two chains of four
+            for (int k = 0; k < 8; k += 2) {
+                a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_loadu_si512((const void *)(wb + 64 * k)), flip), _mm512_set1_epi32(xk[k]));
+                a1 = _mm512_dpbusd_epi32(a1, _mm512_xor_si512(_mm512_loadu_si512((const void *)(wb + 64 * k + 64)), flip), _mm512_set1_epi32(xk[k + 1]));
             }
+            const __m512 sc = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 16 * b))), _mm512_set1_ps(xd[b]));
+            acc = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), acc);
         }
-        for (int i = 0; i < 8; i++) y[8 * group + i] = _mm512_reduce_add_ps(acc[i]);
+        _mm512_storeu_ps(y + 16 * group, acc);
     }
+}
+
+// Q4_0: byte j of piece k holds values 4k+j (low nibble) and 16+4k+j (high nibble). GFNI moves the high
+// nibbles down in one instruction (an affine map over GF(2) per byte) instead of a shift and a mask.
+#define X16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,fma")))
+X16 static inline void q4_x16(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                              const int32_t *xsum, float *y, int r0, int r1, const int gfni) {
+    const int nb = cols / 32;
+    const int32_t *x4 = (const int32_t *)xq;
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    const __m512i high_down = _mm512_set1_epi64(0x1020408000000000LL);  // y bit i = x bit i+4 (i < 4)
+    for (int group = r0 / 16; group < r1 / 16; group++) {
+        const uint8_t *w = wq + (long)group * 16 * (cols / 2);
+        const uint16_t *s = wd + (long)group * 16 * nb;
+        __m512 acc = _mm512_setzero_ps();
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *wb = w + 256 * b;
+            const int32_t *xk = x4 + 8 * b;
+            __m512i a0 = _mm512_set1_epi32(-8 * xsum[b]), a1 = _mm512_setzero_si512();
+            for (int k = 0; k < 4; k++) {
+                const __m512i v = _mm512_loadu_si512((const void *)(wb + 64 * k));
+                const __m512i hi = gfni ? _mm512_gf2p8affine_epi64_epi8(v, high_down, 0) : _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+                a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(v, mask), _mm512_set1_epi32(xk[k]));
+                a1 = _mm512_dpbusd_epi32(a1, hi, _mm512_set1_epi32(xk[4 + k]));
+            }
+            const __m512 sc = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 16 * b))), _mm512_set1_ps(xd[b]));
+            acc = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), acc);
+        }
+        _mm512_storeu_ps(y + 16 * group, acc);
+    }
+}
+
+X16 static void q4_x16_gfni(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                            const int32_t *xsum, float *y, int r0, int r1) { q4_x16(wq, wd, cols, xq, xd, xsum, y, r0, r1, 1); }
+VNNI static void q4_x16_shift(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                              const int32_t *xsum, float *y, int r0, int r1) { q4_x16(wq, wd, cols, xq, xd, xsum, y, r0, r1, 0); }
+
+int ck_gfni_available(void) { return __builtin_cpu_supports("gfni"); }
+
+void ck_gemv_q4_0x16_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                          const int32_t *xsum, float *y, int r0, int r1, int gfni) {
+    (gfni ? q4_x16_gfni : q4_x16_shift)(wq, wd, cols, xq, xd, xsum, y, r0, r1);
 }
 
 void ck_prepare_q8_activations_vnni(const int8_t *xq, int cols, int32_t *xs) {
@@ -422,11 +456,16 @@ VNNI void ck_gemv_q4_0_vnni(const uint8_t *wq, const uint16_t *wd, int cols, con
 }
 #else
 int ck_vnni_available(void) { return 0; }
-void ck_gemv_q4_0x8_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const float *xd, const int8_t *xp,
-                         const int32_t *xs, float *y, int r0, int r1) {
-    (void)wq; (void)wd; (void)cols; (void)xd; (void)xp; (void)xs; (void)y; (void)r0; (void)r1;
-}
 void ck_prepare_q8_activations_vnni(const int8_t *xq, int cols, int32_t *xs) { (void)xq; (void)cols; (void)xs; }
+void ck_gemv_q8_0x16_vnni(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                          const int32_t *xsum, float *y, int r0, int r1) {
+    (void)wq; (void)wd; (void)cols; (void)xq; (void)xd; (void)xsum; (void)y; (void)r0; (void)r1;
+}
+int ck_gfni_available(void) { return 0; }
+void ck_gemv_q4_0x16_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                          const int32_t *xsum, float *y, int r0, int r1, int gfni) {
+    (void)wq; (void)wd; (void)cols; (void)xq; (void)xd; (void)xsum; (void)y; (void)r0; (void)r1; (void)gfni;
+}
 void ck_gemv_q8_0_vnni(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
                        const int32_t *xs, float *y, int r0, int r1) {
     (void)xs;
@@ -439,16 +478,78 @@ void ck_gemv_q4_0_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const in
 }
 #endif
 
-void ck_gemv_q4_0x8(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
-                    float *y, int r0, int r1) {
+
+void ck_block_sums(const int8_t *xq, int cols, int32_t *xsum) {
+    for (int b = 0; b < cols / 32; b++) {
+        int sum = 0;
+        for (int i = 0; i < 32; i++) sum += xq[32 * b + i];
+        xsum[b] = sum;
+    }
+}
+
+void ck_gemv_q8_0x16(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                     float *y, int r0, int r1) {
     const int nb = cols / 32;
     for (int r = r0; r < r1; r++) {
-        const uint8_t *w = wq + (long)(r / 8) * 8 * (cols / 2) + 64 * (r % 8);
-        const uint16_t *s = wd + (long)(r / 8) * 8 * nb + 4 * (r % 8);
+        const int8_t *w = wq + (long)(r / 16) * 16 * cols + 4 * (r % 16);
+        const uint16_t *s = wd + (long)(r / 16) * 16 * nb + r % 16;
         float sum = 0;
-        for (int b = 0; b < nb; b++)
-            sum += f16_to_f32(s[32 * (b / 4) + b % 4]) * xd[b] * q4_block_scalar(w + 512 * (b / 4) + 16 * (b % 4), xq + 32 * b);
+        for (int b = 0; b < nb; b++) {
+            int acc = 0;
+            for (int i = 0; i < 32; i++) acc += (int)w[512 * b + 64 * (i / 4) + i % 4] * (int)xq[32 * b + i];
+            sum += f16_to_f32(s[16 * b]) * xd[b] * (float)acc;
+        }
         y[r] = sum;
+    }
+}
+
+void ck_dequantize_q8_0x16(const int8_t *q, const uint16_t *d, int cols, int r0, int r1, float *out) {
+    const int nb = cols / 32;
+    for (int r = r0; r < r1; r++, out += cols) {
+        const int8_t *w = q + (long)(r / 16) * 16 * cols + 4 * (r % 16);
+        const uint16_t *s = d + (long)(r / 16) * 16 * nb + r % 16;
+        for (int b = 0; b < nb; b++) {
+            const float sb = f16_to_f32(s[16 * b]);
+            for (int k = 0; k < 8; k++)
+                for (int i = 0; i < 4; i++) out[32 * b + 4 * k + i] = (float)w[512 * b + 64 * k + i] * sb;
+        }
+    }
+}
+
+void ck_gemv_q4_0x16(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+                     float *y, int r0, int r1) {
+    const int nb = cols / 32;
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *w = wq + (long)(r / 16) * 16 * (cols / 2) + 4 * (r % 16);
+        const uint16_t *s = wd + (long)(r / 16) * 16 * nb + r % 16;
+        float sum = 0;
+        for (int b = 0; b < nb; b++) {
+            int acc = 0;
+            for (int k = 0; k < 4; k++)
+                for (int j = 0; j < 4; j++) {
+                    const uint8_t v = w[256 * b + 64 * k + j];
+                    acc += ((v & 0x0F) - 8) * xq[32 * b + 4 * k + j] + ((v >> 4) - 8) * xq[32 * b + 16 + 4 * k + j];
+                }
+            sum += f16_to_f32(s[16 * b]) * xd[b] * (float)acc;
+        }
+        y[r] = sum;
+    }
+}
+
+void ck_dequantize_q4_0x16(const uint8_t *q, const uint16_t *d, int cols, int r0, int r1, float *out) {
+    const int nb = cols / 32;
+    for (int r = r0; r < r1; r++, out += cols) {
+        const uint8_t *w = q + (long)(r / 16) * 16 * (cols / 2) + 4 * (r % 16);
+        const uint16_t *s = d + (long)(r / 16) * 16 * nb + r % 16;
+        for (int b = 0; b < nb; b++) {
+            const float sb = f16_to_f32(s[16 * b]);
+            for (int k = 0; k < 4; k++)
+                for (int j = 0; j < 4; j++) {
+                    const uint8_t v = w[256 * b + 64 * k + j];
+                    out[32 * b + 4 * k + j] = (float)((v & 0x0F) - 8) * sb;
+                    out[32 * b + 16 + 4 * k + j] = (float)((v >> 4) - 8) * sb;
+                }
+        }
     }
 }
 

@@ -5,20 +5,22 @@ import CKernels
 
 /// Block quantization (Q8_0/Q4_0-like, 32 elements per f16 scale) and the quantized GEMV.
 public enum Quant {
-    /// Quantizes a matrix (cols % 32 == 0) to `format`. With `interleaved`, Q4_0 matrices whose shape
-    /// allows it (rows % 8 == 0, cols % 128 == 0) take the eight-row decode layout, on CPUs with the
-    /// kernel that reads it; files are written from plain rows.
+    /// Quantizes a matrix (cols % 32 == 0) to `format`. With `interleaved`, matrices of 16 rows or more
+    /// take the decode layout (`WeightMatrix.interleaved`) on CPUs with the kernels that read it; files
+    /// are written from plain rows.
     public static func quantize(_ src: WeightMatrix, to format: WeightFormat, interleaved: Bool = false) -> WeightMatrix {
         precondition(format.isQuantized && src.cols % quantBlock == 0)
         let rows = src.rows, cols = src.cols
         #if canImport(CKernels)
-        let interleave = interleaved && format == .q4_0 && rows % 8 == 0 && cols % (4 * quantBlock) == 0 && vnni
+        let interleave = interleaved && WeightMatrix.canInterleave(format, rows: rows, cols: cols) && vnni
             && ProcessInfo.processInfo.environment["MINICPMO_NO_INTERLEAVE"] == nil  // for comparisons
         #else
         let interleave = false
         #endif
         let values = QuantStorage(byteCount: rows * format.rowBytes(cols))
         let scales = QuantStorage(byteCount: rows * format.scaleRowBytes(cols))
+        let layout = WeightMatrix(rows: rows, cols: cols, format: format, data: values.pointer, scales: scales.pointer,
+                                  owner: nil, interleaved: interleave)
         let ranges = splitRange(rows, parts: Threading.count * 4)
         parallelFor(ranges.count) { part in
             let row = FloatBuffer(count: cols)
@@ -27,11 +29,12 @@ public enum Quant {
             defer { withExtendedLifetime(row) {}; plainValues.deallocate(); plainScales.deallocate() }
             for r in ranges[part] {
                 src.readRow(r, into: row.pointer)
+                let scatter = r < layout.interleavedRows
                 defer {
-                    if interleave { scatterInterleaved(r, rows: rows, cols: cols, plainValues, plainScales, into: values.pointer, scales.pointer) }
+                    if scatter { scatterInterleaved(r, layout, plainValues, plainScales) }
                 }
-                let v = interleave ? plainValues : values.pointer + r * format.rowBytes(cols)
-                let d = interleave ? plainScales
+                let v = scatter ? plainValues : values.pointer + r * format.rowBytes(cols)
+                let d = scatter ? plainScales
                     : (scales.pointer + r * format.scaleRowBytes(cols)).assumingMemoryBound(to: UInt16.self)
                 #if canImport(CKernels)
                 if format == .q8_0 {
@@ -48,14 +51,14 @@ public enum Quant {
                             scales: UnsafeRawPointer(scales.pointer), owner: QuantOwner(values, scales), interleaved: interleave)
     }
 
-    /// Copies one plain Q4_0 row to its places in the eight-row layout (see `WeightMatrix.block`).
-    private static func scatterInterleaved(_ r: Int, rows: Int, cols: Int, _ v: UnsafeRawPointer, _ d: UnsafePointer<UInt16>,
-                                           into values: UnsafeMutableRawPointer, _ scales: UnsafeMutableRawPointer) {
-        let layout = WeightMatrix(rows: rows, cols: cols, format: .q4_0, data: values, scales: scales, owner: nil, interleaved: true)
-        for g in 0..<(cols / (4 * quantBlock)) {
-            let (dst, scale) = layout.block(r, 4 * g)
-            UnsafeMutableRawPointer(mutating: dst).copyMemory(from: v + 64 * g, byteCount: 64)
-            UnsafeMutablePointer(mutating: scale).update(from: d + 4 * g, count: 4)
+    /// Copies one plain row to its places in an interleaved group (see `WeightMatrix.block`).
+    private static func scatterInterleaved(_ r: Int, _ layout: WeightMatrix, _ v: UnsafeRawPointer, _ d: UnsafePointer<UInt16>) {
+        let blockBytes = layout.format.rowBytes(quantBlock)
+        for b in 0..<(layout.cols / quantBlock) {
+            let (at, piece, stride, scale) = layout.block(r, b)
+            let dst = UnsafeMutableRawPointer(mutating: at)
+            for k in 0..<(blockBytes / piece) { (dst + k * stride).copyMemory(from: v + b * blockBytes + k * piece, byteCount: piece) }
+            UnsafeMutablePointer(mutating: scale).pointee = d[b]
         }
     }
 
@@ -96,14 +99,16 @@ public enum Quant {
     /// Rows lo..<hi to floats (SIMD in CKernels; `dequantizeRow` is its naive twin).
     public static func dequantizeRows(_ w: WeightMatrix, _ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         #if canImport(CKernels)
-        if w.interleaved {  // four blocks (128 values, 4 scales) are contiguous
-            for (i, r) in range.enumerated() {
-                for g in 0..<(w.cols / (4 * quantBlock)) {
-                    let (v, s) = w.block(r, 4 * g)
-                    ck_dequantize_q4_0(v.assumingMemoryBound(to: UInt8.self), s, 1, Int32(4 * quantBlock), out + i * w.cols + 4 * quantBlock * g)
-                }
+        let split = min(max(range.lowerBound, w.interleavedRows), range.upperBound)
+        if split > range.lowerBound {
+            let (s, r0, r1) = (w.scales!.assumingMemoryBound(to: UInt16.self), Int32(range.lowerBound), Int32(split))
+            if w.format == .q8_0 {
+                ck_dequantize_q8_0x16(w.data.assumingMemoryBound(to: Int8.self), s, Int32(w.cols), r0, r1, out)
+            } else {
+                ck_dequantize_q4_0x16(w.data.assumingMemoryBound(to: UInt8.self), s, Int32(w.cols), r0, r1, out)
             }
-            return
+            if split == range.upperBound { return }
+            return dequantizeRows(w, split..<range.upperBound, into: out + (split - range.lowerBound) * w.cols)
         }
         let s = (w.scales! + range.lowerBound * w.format.scaleRowBytes(w.cols)).assumingMemoryBound(to: UInt16.self)
         let v = w.row(range.lowerBound)
@@ -118,9 +123,11 @@ public enum Quant {
     }
 
     public static func dequantizeRow(_ w: WeightMatrix, _ r: Int, into out: UnsafeMutablePointer<Float>) {
+        let block = UnsafeMutableRawPointer.allocate(byteCount: quantBlock, alignment: 16)
+        defer { block.deallocate() }
         for b in 0..<(w.cols / quantBlock) {
-            let (v, s) = w.block(r, b)
-            let d = Float(Float16(bitPattern: s.pointee))
+            let d = Float(Float16(bitPattern: w.copyBlock(r, b, to: block)))
+            let v = UnsafeRawPointer(block)
             let o = out + b * quantBlock
             if w.format == .q8_0 {
                 let q = v.assumingMemoryBound(to: Int8.self)
@@ -147,15 +154,16 @@ public enum Quant {
     public static func gemv(_ items: [(weight: WeightMatrix, bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>)],
                             _ x: UnsafePointer<Float>) {
         #if canImport(CKernels)
-        gemv(items, x, vnni: Self.vnni)
+        gemv(items, x, vnni: Self.vnni, gfni: Self.gfni)
         #else
         gemv(items, x, vnni: false)
         #endif
     }
 
-    /// `vnni: false` runs the AVX2 kernels (or the portable C) even where VNNI exists, for their tests.
+    /// `vnni: false` runs the AVX2 kernels (or the portable C) even where VNNI exists, and `gfni: false`
+    /// the shift-and-mask Q4_0 unpacking even where GFNI exists, for their tests.
     static func gemv(_ items: [(weight: WeightMatrix, bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>)],
-                     _ x: UnsafePointer<Float>, vnni: Bool) {
+                     _ x: UnsafePointer<Float>, vnni: Bool, gfni: Bool = false) {
         guard let cols = items.first?.weight.cols else { return }
         precondition(items.allSatisfy { $0.weight.cols == cols && $0.weight.format.isQuantized })
         let nb = cols / quantBlock
@@ -164,36 +172,48 @@ public enum Quant {
         let xp = UnsafeMutablePointer<Int8>.allocate(capacity: cols)
         let xs4 = UnsafeMutablePointer<Int32>.allocate(capacity: max(cols / 8, 1))
         let xs8 = UnsafeMutablePointer<Int32>.allocate(capacity: max(cols / 4, 1))
-        defer { xq.deallocate(); xd.deallocate(); xp.deallocate(); xs4.deallocate(); xs8.deallocate() }
+        let xsum = UnsafeMutablePointer<Int32>.allocate(capacity: max(nb, 1))
+        defer { xq.deallocate(); xd.deallocate(); xp.deallocate(); xs4.deallocate(); xs8.deallocate(); xsum.deallocate() }
         quantizeActivations(x, cols, xq, xd)
         #if canImport(CKernels)
-        if items.contains(where: { $0.weight.format == .q4_0 }) {
+        // what each kernel wants besides xq, xd: the row walks for plain rows, block sums for groups
+        let plain = items.filter { $0.weight.interleavedRows < $0.weight.rows }.map(\.weight.format)
+        if plain.contains(.q4_0) {
             if vnni { ck_prepare_q4_activations_vnni(xq, Int32(cols), xp, xs4) } else { ck_prepare_q4_activations(xq, Int32(cols), xp, xs4) }
         }
-        if vnni && items.contains(where: { $0.weight.format == .q8_0 }) { ck_prepare_q8_activations_vnni(xq, Int32(cols), xs8) }
+        if vnni && plain.contains(.q8_0) { ck_prepare_q8_activations_vnni(xq, Int32(cols), xs8) }
+        if vnni && items.contains(where: { $0.weight.interleaved }) { ck_block_sums(xq, Int32(cols), xsum) }
         #endif
         var parts: [(item: Int, rows: Range<Int>)] = []
         for (i, it) in items.enumerated() {
             let w = it.weight
-            for r in splitRange(w.rows, parts: w.rows * cols >= 1 << 15 ? Threading.count * 4 : 1, align: 8) { parts.append((i, r)) }
+            for r in splitRange(w.rows, parts: w.rows * cols >= 1 << 15 ? Threading.count * 4 : 1, align: 16) { parts.append((i, r)) }
         }
         parallelFor(parts.count) { part in
             let (i, r) = parts[part]
             let w = items[i].weight, y = items[i].out
             #if canImport(CKernels)
             let scales = w.scales!.assumingMemoryBound(to: UInt16.self)
-            let (r0, r1) = (Int32(r.lowerBound), Int32(r.upperBound))
-            switch (w.format, vnni) {
-            case (.q4_0, _) where w.interleaved:
-                if vnni && r.lowerBound % 8 == 0 && r.upperBound % 8 == 0 {
-                    ck_gemv_q4_0x8_vnni(w.data.assumingMemoryBound(to: UInt8.self), scales, Int32(cols), xd, xp, xs4, y, r0, r1)
-                } else {
-                    ck_gemv_q4_0x8(w.data.assumingMemoryBound(to: UInt8.self), scales, Int32(cols), xq, xd, y, r0, r1)
+            let c = Int32(cols), q8 = w.data.assumingMemoryBound(to: Int8.self), q4 = w.data.assumingMemoryBound(to: UInt8.self)
+            // rows of interleaved groups (parts are aligned to whole groups), then plain rows
+            let split = min(max(r.lowerBound, w.interleavedRows), r.upperBound)
+            if split > r.lowerBound {
+                let (r0, r1) = (Int32(r.lowerBound), Int32(split))
+                switch (w.format, vnni) {
+                case (.q8_0, true): ck_gemv_q8_0x16_vnni(q8, scales, c, xq, xd, xsum, y, r0, r1)
+                case (.q8_0, false): ck_gemv_q8_0x16(q8, scales, c, xq, xd, y, r0, r1)
+                case (_, true): ck_gemv_q4_0x16_vnni(q4, scales, c, xq, xd, xsum, y, r0, r1, gfni ? 1 : 0)
+                case (_, false): ck_gemv_q4_0x16(q4, scales, c, xq, xd, y, r0, r1)
                 }
-            case (.q8_0, true): ck_gemv_q8_0_vnni(w.data.assumingMemoryBound(to: Int8.self), scales, Int32(cols), xq, xd, xs8, y, r0, r1)
-            case (.q8_0, false): ck_gemv_q8_0(w.data.assumingMemoryBound(to: Int8.self), scales, Int32(cols), xq, xd, y, r0, r1)
-            case (_, true): ck_gemv_q4_0_vnni(w.data.assumingMemoryBound(to: UInt8.self), scales, Int32(cols), xq, xd, xp, xs4, y, r0, r1)
-            case (_, false): ck_gemv_q4_0(w.data.assumingMemoryBound(to: UInt8.self), scales, Int32(cols), xq, xd, xp, xs4, y, r0, r1)
+            }
+            if r.upperBound > split {
+                let (r0, r1) = (Int32(split), Int32(r.upperBound))
+                switch (w.format, vnni) {
+                case (.q8_0, true): ck_gemv_q8_0_vnni(q8, scales, c, xq, xd, xs8, y, r0, r1)
+                case (.q8_0, false): ck_gemv_q8_0(q8, scales, c, xq, xd, y, r0, r1)
+                case (_, true): ck_gemv_q4_0_vnni(q4, scales, c, xq, xd, xp, xs4, y, r0, r1)
+                case (_, false): ck_gemv_q4_0(q4, scales, c, xq, xd, xp, xs4, y, r0, r1)
+                }
             }
             #else
             let row = UnsafeMutablePointer<Float>.allocate(capacity: cols)
@@ -207,6 +227,7 @@ public enum Quant {
     #if canImport(CKernels)
     /// The 512-bit VNNI kernels where the CPU has them (MINICPMO_NO_VNNI=1 turns them off, for comparisons).
     static let vnni = ck_vnni_available() != 0 && ProcessInfo.processInfo.environment["MINICPMO_NO_VNNI"] == nil
+    static let gfni = ck_gfni_available() != 0
     #endif
 
     static func quantizeActivations(_ x: UnsafePointer<Float>, _ n: Int, _ q: UnsafeMutablePointer<Int8>,

@@ -38,16 +38,18 @@ public struct WeightMatrix: @unchecked Sendable {
     /// f16 block scales of quantized formats.
     public let scales: UnsafeRawPointer?
     public let owner: AnyObject?
-    /// Q4_0 rows stored in groups of eight, interleaved four blocks at a time (the decode layout made
-    /// at load, `Quant.quantize(_:to:interleaved:)`); files always hold plain rows.
+    /// Rows stored in groups of sixteen interleaved for decode (made at load by
+    /// `Quant.quantize(_:to:interleaved:)`; files always hold plain rows): each block's bytes in 4-byte
+    /// pieces, so that lane i of every 64-byte vector is row i. The last `rows % 16` rows stay plain, at
+    /// their plain places: the groups before them fill exactly the bytes of the rows they hold.
     public let interleaved: Bool
 
     public init(rows: Int, cols: Int, format: WeightFormat, data: UnsafeRawPointer, scales: UnsafeRawPointer? = nil,
                 owner: AnyObject?, interleaved: Bool = false) {
         precondition(!format.isQuantized || (scales != nil && cols % quantBlock == 0),
                      "quantized matrices need scales and a multiple of \(quantBlock) columns")
-        precondition(!interleaved || (format == .q4_0 && rows % 8 == 0 && cols % (4 * quantBlock) == 0),
-                     "only Q4_0 with rows % 8 == 0 and cols % 128 == 0 interleaves")
+        precondition(!interleaved || Self.canInterleave(format, rows: rows, cols: cols),
+                     "only quantized matrices of 16 rows or more interleave")
         self.rows = rows
         self.cols = cols
         self.format = format
@@ -67,22 +69,43 @@ public struct WeightMatrix: @unchecked Sendable {
 
     public var byteCount: Int { rows * (format.rowBytes(cols) + format.scaleRowBytes(cols)) }
 
-    /// Address of row `r`'s values (rows are contiguous unless interleaved).
+    /// Rows per interleaved group.
+    public static let interleaveGroup = 16
+
+    static func canInterleave(_ format: WeightFormat, rows: Int, cols: Int) -> Bool {
+        format.isQuantized && rows >= interleaveGroup
+    }
+
+    /// Rows 0..<interleavedRows are stored in interleaved groups, the rest as plain rows.
+    public var interleavedRows: Int { interleaved ? rows - rows % Self.interleaveGroup : 0 }
+
+    /// Address of row `r`'s values (rows are contiguous except in interleaved groups).
     @inline(__always)
     public func row(_ r: Int) -> UnsafeRawPointer {
-        precondition(!interleaved, "an interleaved matrix has no contiguous rows")
+        precondition(r >= interleavedRows, "a row of an interleaved group is not contiguous")
         return data + r * format.rowBytes(cols)
     }
 
-    /// Where block `b` of row `r` of a quantized matrix lives: its values and its f16 scale.
+    /// Where block `b` of row `r` of a quantized matrix lives: its values, `blockBytes / piece` pieces of
+    /// `piece` bytes `stride` bytes apart (one piece unless interleaved), and its f16 scale.
     @inline(__always)
-    public func block(_ r: Int, _ b: Int) -> (values: UnsafeRawPointer, scale: UnsafePointer<UInt16>) {
+    public func block(_ r: Int, _ b: Int) -> (values: UnsafeRawPointer, piece: Int, stride: Int, scale: UnsafePointer<UInt16>) {
         let blockBytes = format.rowBytes(quantBlock), nb = cols / quantBlock
         let s = scales!.assumingMemoryBound(to: UInt16.self)
-        guard interleaved else { return (data + r * format.rowBytes(cols) + b * blockBytes, s + r * nb + b) }
-        let group = r / 8, i = r % 8, g = b / 4, j = b % 4
-        return (data + group * 8 * format.rowBytes(cols) + g * 8 * 4 * blockBytes + (4 * i + j) * blockBytes,
-                s + group * 8 * nb + g * 32 + 4 * i + j)
+        guard r < interleavedRows else {
+            return (data + r * format.rowBytes(cols) + b * blockBytes, blockBytes, blockBytes, s + r * nb + b)
+        }
+        // per block: vector k = [row 0: bytes 4k..<4k+4]…[row 15: …]; then the block's 16 scales
+        let n = Self.interleaveGroup, group = r / n
+        return (data + group * n * format.rowBytes(cols) + n * blockBytes * b + 4 * (r % n), 4, 64,
+                s + group * n * nb + n * b + r % n)
+    }
+
+    /// Block `b` of row `r`'s values, copied contiguous (as in a plain row) to `out`; returns its f16 scale.
+    public func copyBlock(_ r: Int, _ b: Int, to out: UnsafeMutableRawPointer) -> UInt16 {
+        let (v, piece, stride, scale) = block(r, b)
+        for k in 0..<(format.rowBytes(quantBlock) / piece) { out.advanced(by: k * piece).copyMemory(from: v + k * stride, byteCount: piece) }
+        return scale.pointee
     }
 
     /// Widens (dequantizes) row `r` into `out` (cols floats).

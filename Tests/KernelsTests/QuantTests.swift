@@ -65,22 +65,34 @@ import Testing
         }
     }
 
-    /// The eight-row interleaved Q4_0 layout (made at load for decode) holds the same blocks as plain
-    /// rows, and every path over it (VNNI GEMV, the portable twin, dequantization for prefill) agrees.
-    @Test(.enabled(if: Quant.vnni, "the interleaved layout is made only where its VNNI kernel runs"))
-    func interleavedQ4MatchesPlainRows() {
+    /// The sixteen-row interleaved decode layout (made at load) holds the same blocks as plain rows,
+    /// rows past the last whole group stay plain, and every path over it (VNNI GEMV, the portable twin,
+    /// dequantization for prefill) agrees.
+    @Test(.enabled(if: Quant.vnni, "the interleaved layout is made only where its VNNI kernels run"),
+          arguments: [WeightFormat.q8_0, .q4_0])
+    func interleavedMatchesPlainRows(format: WeightFormat) {
         var rng = SeededRNG(seed: 28)
-        for (r, c) in [(8, 128), (24, 384), (64, 4096), (40, 8192 + 128), (208, 896)] {
+        for (r, c) in [(16, 32), (24, 384), (64, 4096), (40, 8192 + 128), (208, 896), (37, 96), (12, 128)] {
             let src = WeightMatrix(rows: r, cols: c, values: rng.floats(r * c))
-            let plain = Quant.quantize(src, to: .q4_0), mixed = Quant.quantize(src, to: .q4_0, interleaved: true)
-            #expect(mixed.interleaved && !plain.interleaved)
+            let plain = Quant.quantize(src, to: format), mixed = Quant.quantize(src, to: format, interleaved: true)
+            let group = WeightMatrix.interleaveGroup
+            #expect(mixed.interleaved == (r >= group) && !plain.interleaved, "\(r)x\(c)")
+            #expect(mixed.interleavedRows == (r >= group ? r - r % group : 0))
             #expect(mixed.toFloats() == plain.toFloats(), "\(r)x\(c)")
+            for row in [0, r / 2, r - 1] {
+                var a = [Float](repeating: .nan, count: c), b = a
+                Quant.dequantizeRow(plain, row, into: &a)
+                Quant.dequantizeRow(mixed, row, into: &b)
+                #expect(a == b, "\(r)x\(c) row \(row) naive")
+            }
             let x = rng.floats(c, scale: 2)
             let naive = naiveQuantGemv(plain, x)
-            var fast = [Float](repeating: .nan, count: r), portable = fast
+            var fast = [Float](repeating: .nan, count: r), portable = fast, shift = fast
             Linear.forward(x, tokens: 1, weight: mixed, bias: nil, into: &fast)
             portable.withUnsafeMutableBufferPointer { Quant.gemv([(mixed, nil, $0.baseAddress!)], x, vnni: false) }
+            shift.withUnsafeMutableBufferPointer { Quant.gemv([(mixed, nil, $0.baseAddress!)], x, vnni: true, gfni: false) }
             #expect(relErr(fast, naive) < 1e-5, "\(r)x\(c)")
+            #expect(relErr(shift, naive) < 1e-5, "\(r)x\(c) without GFNI")
             #expect(relErr(portable, naive) < 1e-5, "\(r)x\(c) portable")
             let t = 3, xs = rng.floats(t * c)
             var yPlain = [Float](repeating: 0, count: t * r), yMixed = yPlain
@@ -88,8 +100,6 @@ import Testing
             Linear.forward(xs, tokens: t, weight: mixed, bias: nil, into: &yMixed)
             #expect(yMixed == yPlain, "\(r)x\(c) prefill")
         }
-        // a shape the layout does not take stays plain
-        #expect(!Quant.quantize(WeightMatrix(rows: 12, cols: 128, values: rng.floats(12 * 128)), to: .q4_0, interleaved: true).interleaved)
     }
 
     /// The SIMD block dequantizer against its scalar twin.
