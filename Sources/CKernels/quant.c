@@ -21,7 +21,28 @@ static inline float f16_to_f32(uint16_t h) {
 }
 
 void ck_quantize_q8_blocks(const float *x, int n, int8_t *q, float *d) {
-    for (int b = 0; b < n / 32; b++) {
+    int b = 0;
+#ifdef CK_AVX2
+    // the scalar loop's arithmetic, eight lanes at a time (cvtps rounds to nearest even, as lrintf)
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (; b < n / 32; b++) {
+        const float *xb = x + 32 * b;
+        const __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8), v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
+        m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4E));
+        m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xB1));
+        const float amax = _mm256_cvtss_f32(m), s = amax / 127.0f, inv = s > 0 ? 1.0f / s : 0;
+        d[b] = s;
+        const __m256 iv = _mm256_set1_ps(inv);
+        const __m256i p01 = _mm256_packs_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v0, iv)), _mm256_cvtps_epi32(_mm256_mul_ps(v1, iv)));
+        const __m256i p23 = _mm256_packs_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v2, iv)), _mm256_cvtps_epi32(_mm256_mul_ps(v3, iv)));
+        _mm256_storeu_si256((__m256i *)(q + 32 * b), _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), order));
+    }
+#endif
+    for (; b < n / 32; b++) {
         const float *xb = x + 32 * b;
         float amax = 0;
         for (int i = 0; i < 32; i++) { float a = fabsf(xb[i]); if (a > amax) amax = a; }
@@ -480,7 +501,16 @@ void ck_gemv_q4_0_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const in
 
 
 void ck_block_sums(const int8_t *xq, int cols, int32_t *xsum) {
-    for (int b = 0; b < cols / 32; b++) {
+    int b = 0;
+#ifdef CK_AVX2
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (; b < cols / 32; b++) {  // Σ(x + 128) by sums of absolute differences from zero, less 32·128
+        const __m256i t = _mm256_sad_epu8(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(xq + 32 * b)), flip), _mm256_setzero_si256());
+        const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        xsum[b] = (int32_t)(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 32 * 128;
+    }
+#endif
+    for (; b < cols / 32; b++) {
         int sum = 0;
         for (int i = 0; i < 32; i++) sum += xq[32 * b + i];
         xsum[b] = sum;

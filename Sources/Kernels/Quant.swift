@@ -235,14 +235,21 @@ public enum Quant {
         #if canImport(CKernels)
         ck_quantize_q8_blocks(x, Int32(n), q, d)
         #else
+        quantizeActivationsNaive(x, n, q, d)
+        #endif
+    }
+
+    /// The naive twin of ck_quantize_q8_blocks: per block of 32, d = max|x|/127 and q = x·(1/d) rounded
+    /// to nearest even.
+    static func quantizeActivationsNaive(_ x: UnsafePointer<Float>, _ n: Int, _ q: UnsafeMutablePointer<Int8>,
+                                         _ d: UnsafeMutablePointer<Float>) {
         for b in 0..<(n / quantBlock) {
             var amax: Float = 0
             for i in 0..<quantBlock { amax = max(amax, abs(x[b * quantBlock + i])) }
-            d[b] = amax / 127
-            let inv: Float = amax > 0 ? 127 / amax : 0
-            for i in 0..<quantBlock { q[b * quantBlock + i] = Int8((x[b * quantBlock + i] * inv).rounded()) }
+            let s = amax / 127, inv: Float = s > 0 ? 1 / s : 0
+            d[b] = s
+            for i in 0..<quantBlock { q[b * quantBlock + i] = Int8((x[b * quantBlock + i] * inv).rounded(.toNearestOrEven)) }
         }
-        #endif
     }
 }
 

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import Kernels
+#if canImport(CKernels)
+import CKernels
+#endif
 
 @Suite struct QuantTests {
     static let shapes: [(rows: Int, cols: Int)] = {
@@ -99,6 +102,27 @@ import Testing
             Linear.forward(xs, tokens: t, weight: plain, bias: nil, into: &yPlain)
             Linear.forward(xs, tokens: t, weight: mixed, bias: nil, into: &yMixed)
             #expect(yMixed == yPlain, "\(r)x\(c) prefill")
+        }
+    }
+
+    /// Activations are quantized per block exactly as the naive twin does (SIMD lanes, same arithmetic),
+    /// and the block sums the sixteen-row kernels start from are the sums of those values.
+    @Test func activationQuantizationEqualsNaive() {
+        var rng = SeededRNG(seed: 29)
+        for n in [32, 96, 3584, 18944] {
+            var x = rng.floats(n, scale: 3)
+            x[n / 2] = 0.5 * (x[1] < 0 ? -1 : 1)  // a tie after scaling is likely somewhere; zero block below
+            if n >= 64 { for i in 32..<64 { x[i] = 0 } }
+            var q = [Int8](repeating: 0, count: n), qn = q, d = [Float](repeating: .nan, count: n / 32), dn = d
+            Quant.quantizeActivations(x, n, &q, &d)
+            Quant.quantizeActivationsNaive(x, n, &qn, &dn)
+            #expect(q == qn, "n \(n)")
+            #expect(d == dn, "n \(n)")
+            #if canImport(CKernels)
+            var sums = [Int32](repeating: 0, count: n / 32)
+            ck_block_sums(q, Int32(n), &sums)
+            #expect(sums == (0..<(n / 32)).map { b in q[(32 * b)..<(32 * b + 32)].reduce(Int32(0)) { $0 + Int32($1) } })
+            #endif
         }
     }
 
