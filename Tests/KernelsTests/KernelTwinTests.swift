@@ -109,10 +109,13 @@ import Testing
 
     @Test func attentionMatchesNaive() {
         var rng = SeededRNG(seed: 17)
-        for i in 0..<24 {
-            let kvHeads = rng.int(1...3), group = rng.int(1...4), hd = rng.int(1...40)
+        for i in 0..<30 {
+            // the last cases take the SIMD paths: head dims of 64 and 128, GQA groups of up to 7, blocks of rows
+            let wide = i >= 24
+            let kvHeads = rng.int(1...3), group = wide ? rng.int(1...7) : rng.int(1...4)
+            let hd = wide ? 64 * rng.int(1...2) : rng.int(1...40)
             let shape = AttentionShape(heads: kvHeads * group, kvHeads: kvHeads, headDim: hd)
-            let past = rng.int(0...50), tokens = rng.int(1...20)
+            let past = wide ? rng.int(0...90) : rng.int(0...50), tokens = wide && i % 2 == 0 ? 1 : rng.int(1...20)
             let kvLen = past + tokens
             let causal = i % 3 != 2
             let q = rng.floats(tokens * shape.heads * hd, scale: 2)

@@ -75,6 +75,12 @@ void ck_dequantize_q4_0x16(const uint8_t *q, const uint16_t *d, int cols, int r0
 void ck_dequantize_q8_0(const int8_t *q, const uint16_t *d, int rows, int cols, float *out);
 void ck_dequantize_q4_0(const uint8_t *q, const uint16_t *d, int rows, int cols, float *out);
 
+/// Attention of `group` query heads that share one kv head over n positions (krows/vrows: that head's
+/// slice of each key/value row). Scores: s[g·lds + j] = scale · q_g · k_j. Values: o_g = Σ_j p[g·ldp + j] · v_j
+/// (o: group × hd floats, overwritten).
+void ck_attn_scores(const float *q, int group, int hd, const float *const *krows, int n, float scale, float *s, int lds);
+void ck_attn_values(const float *p, int ldp, int group, int hd, const float *const *vrows, int n, float *o);
+
 /// Whether this CPU has AVX-512 F/BW/VL (the 512-bit bf16 GEMV).
 int ck_avx512_available(void);
 
