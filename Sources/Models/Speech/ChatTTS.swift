@@ -43,7 +43,7 @@ public final class ConditionalChatTTS: @unchecked Sendable {
         try reader.validate()
         if let format = quantize, format.isQuantized {
             model.layers = model.layers.map { layer in
-                layer.mapWeights { w in w.format.isQuantized || w.cols % quantBlock != 0 ? w : Quant.quantize(w, to: format) }
+                layer.mapWeights { w in w.format.isQuantized || w.cols % quantBlock != 0 ? w : Quant.quantize(w, to: format, interleaved: true) }
             }
         }
         return model
