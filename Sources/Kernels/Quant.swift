@@ -11,12 +11,7 @@ public enum Quant {
     public static func quantize(_ src: WeightMatrix, to format: WeightFormat, interleaved: Bool = false) -> WeightMatrix {
         precondition(format.isQuantized && src.cols % quantBlock == 0)
         let rows = src.rows, cols = src.cols
-        #if canImport(CKernels)
-        let interleave = interleaved && WeightMatrix.canInterleave(format, rows: rows, cols: cols) && vnni
-            && ProcessInfo.processInfo.environment["MINICPMO_NO_INTERLEAVE"] == nil  // for comparisons
-        #else
-        let interleave = false
-        #endif
+        let interleave = interleaved && takesDecodeLayout(format, rows: rows, cols: cols)
         let values = QuantStorage(byteCount: rows * format.rowBytes(cols))
         let scales = QuantStorage(byteCount: rows * format.scaleRowBytes(cols))
         let layout = WeightMatrix(rows: rows, cols: cols, format: format, data: values.pointer, scales: scales.pointer,
@@ -49,6 +44,41 @@ public enum Quant {
         }
         return WeightMatrix(rows: rows, cols: cols, format: format, data: UnsafeRawPointer(values.pointer),
                             scales: UnsafeRawPointer(scales.pointer), owner: QuantOwner(values, scales), interleaved: interleave)
+    }
+
+    /// Whether a matrix quantized for decode takes the interleaved layout on this CPU.
+    static func takesDecodeLayout(_ format: WeightFormat, rows: Int, cols: Int) -> Bool {
+        #if canImport(CKernels)
+        WeightMatrix.canInterleave(format, rows: rows, cols: cols) && vnni
+            && ProcessInfo.processInfo.environment["MINICPMO_NO_INTERLEAVE"] == nil  // for comparisons
+        #else
+        false
+        #endif
+    }
+
+    /// A quantized matrix of plain rows (as `minicpmo quantize` writes them) copied into the decode
+    /// layout, or nil where that layout does not apply.
+    public static func interleaved(_ w: WeightMatrix) -> WeightMatrix? {
+        guard w.format.isQuantized, !w.interleaved, takesDecodeLayout(w.format, rows: w.rows, cols: w.cols) else { return nil }
+        let rowBytes = w.format.rowBytes(w.cols), nb = w.cols / quantBlock
+        let values = QuantStorage(byteCount: w.rows * rowBytes)
+        let scales = QuantStorage(byteCount: w.rows * w.format.scaleRowBytes(w.cols))
+        let layout = WeightMatrix(rows: w.rows, cols: w.cols, format: w.format, data: values.pointer, scales: scales.pointer,
+                                  owner: nil, interleaved: true)
+        let plainScales = w.scales!.assumingMemoryBound(to: UInt16.self)
+        let ranges = splitRange(w.rows, parts: Threading.count * 4)
+        parallelFor(ranges.count) { part in
+            for r in ranges[part] {
+                if r < layout.interleavedRows {
+                    scatterInterleaved(r, layout, w.row(r), plainScales + r * nb)
+                } else {  // the rows past the last group keep their plain places
+                    (values.pointer + r * rowBytes).copyMemory(from: w.row(r), byteCount: rowBytes)
+                    (scales.pointer + 2 * r * nb).copyMemory(from: plainScales + r * nb, byteCount: 2 * nb)
+                }
+            }
+        }
+        return WeightMatrix(rows: w.rows, cols: w.cols, format: w.format, data: UnsafeRawPointer(values.pointer),
+                            scales: UnsafeRawPointer(scales.pointer), owner: QuantOwner(values, scales), interleaved: true)
     }
 
     /// Copies one plain row to its places in an interleaved group (see `WeightMatrix.block`).

@@ -37,18 +37,12 @@ public final class Qwen2Model: @unchecked Sendable {
 
     /// Loads and validates: one error lists every missing or misshapen tensor. With `quantize`, the
     /// linear layers and the LM head are block-quantized at load (the embedding table stays as stored:
-    /// decode reads one row of it per token).
+    /// decode reads one row of it per token). Quantized weights take the decode layout either way.
     public static func load(_ checkpoint: Checkpoint, config: ModelConfig, quantize: WeightFormat? = nil) throws -> Qwen2Model {
         let reader = checkpoint.reader(prefix: config.kind.llmPrefix)
         let model = Qwen2Model(config: config.llm, reader: reader)
         try reader.validate()
-        guard let format = quantize, format.isQuantized else { return model }
-        return model.mapLinearWeights { w in
-            guard !w.format.isQuantized, w.cols % quantBlock == 0 else { return w }
-            let q = Quant.quantize(w, to: format, interleaved: true)
-            WeightReader.evict(w)
-            return q
-        }
+        return model.mapLinearWeights { $0.forDecode(quantizing: quantize) }
     }
 
     private init(config: Qwen2Config, embedTokens: WeightMatrix, layers: [Qwen2DecoderLayer], norm: [Float], lmHead: WeightMatrix) {

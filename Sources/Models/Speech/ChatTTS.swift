@@ -41,11 +41,7 @@ public final class ConditionalChatTTS: @unchecked Sendable {
         let reader = checkpoint.reader(prefix: "tts.")
         let model = ConditionalChatTTS(config: config, reader: reader)
         try reader.validate()
-        if let format = quantize, format.isQuantized {
-            model.layers = model.layers.map { layer in
-                layer.mapWeights { w in w.format.isQuantized || w.cols % quantBlock != 0 ? w : Quant.quantize(w, to: format, interleaved: true) }
-            }
-        }
+        model.layers = model.layers.map { layer in layer.mapWeights { $0.forDecode(quantizing: quantize) } }
         return model
     }
 
