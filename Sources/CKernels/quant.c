@@ -355,38 +355,41 @@ VNNI void ck_gemv_q8_0x16_vnni(const int8_t *wq, const uint16_t *wd, int cols, c
 
 // Q4_0: byte j of piece k holds values 4k+j (low nibble) and 16+4k+j (high nibble). GFNI moves the high
 // nibbles down in one instruction (an affine map over GF(2) per byte) instead of a shift and a mask.
+// The two variants are one body with their own target each, so that neither calls the other.
 #define X16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,fma")))
-X16 static inline void q4_x16(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
-                              const int32_t *xsum, float *y, int r0, int r1, const int gfni) {
-    const int nb = cols / 32;
-    const int32_t *x4 = (const int32_t *)xq;
-    const __m512i mask = _mm512_set1_epi8(0x0F);
-    const __m512i high_down = _mm512_set1_epi64(0x1020408000000000LL);  // y bit i = x bit i+4 (i < 4)
-    for (int group = r0 / 16; group < r1 / 16; group++) {
-        const uint8_t *w = wq + (long)group * 16 * (cols / 2);
-        const uint16_t *s = wd + (long)group * 16 * nb;
-        __m512 acc = _mm512_setzero_ps();
-        for (int b = 0; b < nb; b++) {
-            const uint8_t *wb = w + 256 * b;
-            const int32_t *xk = x4 + 8 * b;
-            __m512i a0 = _mm512_set1_epi32(-8 * xsum[b]), a1 = _mm512_setzero_si512();
-            for (int k = 0; k < 4; k++) {
-                const __m512i v = _mm512_loadu_si512((const void *)(wb + 64 * k));
-                const __m512i hi = gfni ? _mm512_gf2p8affine_epi64_epi8(v, high_down, 0) : _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
-                a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(v, mask), _mm512_set1_epi32(xk[k]));
-                a1 = _mm512_dpbusd_epi32(a1, hi, _mm512_set1_epi32(xk[4 + k]));
-            }
-            const __m512 sc = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 16 * b))), _mm512_set1_ps(xd[b]));
-            acc = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), acc);
-        }
-        _mm512_storeu_ps(y + 16 * group, acc);
+#define HIGH_GFNI(v) _mm512_gf2p8affine_epi64_epi8(v, _mm512_set1_epi64(0x1020408000000000LL), 0)  // bit i = bit i+4
+#define HIGH_SHIFT(v) _mm512_and_si512(_mm512_srli_epi16(v, 4), mask)
+#define Q4_X16(NAME, TARGET, HIGH)                                                                                   \
+    TARGET static void NAME(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,      \
+                            const int32_t *xsum, float *y, int r0, int r1) {                                          \
+        const int nb = cols / 32;                                                                                    \
+        const int32_t *x4 = (const int32_t *)xq;                                                                     \
+        const __m512i mask = _mm512_set1_epi8(0x0F);                                                                 \
+        for (int group = r0 / 16; group < r1 / 16; group++) {                                                        \
+            const uint8_t *w = wq + (long)group * 16 * (cols / 2);                                                   \
+            const uint16_t *s = wd + (long)group * 16 * nb;                                                          \
+            __m512 acc = _mm512_setzero_ps();                                                                        \
+            for (int b = 0; b < nb; b++) {                                                                           \
+                const uint8_t *wb = w + 256 * b;                                                                     \
+                const int32_t *xk = x4 + 8 * b;                                                                      \
+                __m512i a0 = _mm512_set1_epi32(-8 * xsum[b]), a1 = _mm512_setzero_si512();                            \
+                for (int k = 0; k < 4; k++) {                                                                        \
+                    const __m512i v = _mm512_loadu_si512((const void *)(wb + 64 * k));                               \
+                    a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(v, mask), _mm512_set1_epi32(xk[k]));               \
+                    a1 = _mm512_dpbusd_epi32(a1, HIGH(v), _mm512_set1_epi32(xk[4 + k]));                             \
+                }                                                                                                    \
+                const __m512 sc = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 16 * b))),  \
+                                                _mm512_set1_ps(xd[b]));                                              \
+                acc = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), acc);                        \
+            }                                                                                                        \
+            _mm512_storeu_ps(y + 16 * group, acc);                                                                   \
+        }                                                                                                            \
     }
-}
-
-X16 static void q4_x16_gfni(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
-                            const int32_t *xsum, float *y, int r0, int r1) { q4_x16(wq, wd, cols, xq, xd, xsum, y, r0, r1, 1); }
-VNNI static void q4_x16_shift(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
-                              const int32_t *xsum, float *y, int r0, int r1) { q4_x16(wq, wd, cols, xq, xd, xsum, y, r0, r1, 0); }
+Q4_X16(q4_x16_gfni, X16, HIGH_GFNI)
+Q4_X16(q4_x16_shift, VNNI, HIGH_SHIFT)
+#undef Q4_X16
+#undef HIGH_GFNI
+#undef HIGH_SHIFT
 
 int ck_gfni_available(void) { return __builtin_cpu_supports("gfni"); }
 
