@@ -356,6 +356,10 @@ VNNI void ck_gemv_q8_0x16_vnni(const int8_t *wq, const uint16_t *wd, int cols, c
 // Q4_0: byte j of piece k holds values 4k+j (low nibble) and 16+4k+j (high nibble). GFNI moves the high
 // nibbles down in one instruction (an affine map over GF(2) per byte) instead of a shift and a mask.
 // The two variants are one body with their own target each, so that neither calls the other.
+// Q4_0 spends about twice Q8_0's instructions per byte, so one core keeps fewer lines in flight on its
+// own; a non-temporal prefetch 4 KiB ahead of the stream read ~10% faster per core (Q8_0 did not gain).
+// Prefetches never fault, so reading past the matrix's end is harmless.
+#define Q4_X16_PREFETCH 4096
 #define X16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,fma")))
 #define HIGH_GFNI(v) _mm512_gf2p8affine_epi64_epi8(v, _mm512_set1_epi64(0x1020408000000000LL), 0)  // bit i = bit i+4
 #define HIGH_SHIFT(v) _mm512_and_si512(_mm512_srli_epi16(v, 4), mask)
@@ -374,6 +378,7 @@ VNNI void ck_gemv_q8_0x16_vnni(const int8_t *wq, const uint16_t *wd, int cols, c
                 const int32_t *xk = x4 + 8 * b;                                                                      \
                 __m512i a0 = _mm512_set1_epi32(-8 * xsum[b]), a1 = _mm512_setzero_si512();                            \
                 for (int k = 0; k < 4; k++) {                                                                        \
+                    _mm_prefetch((const char *)(wb + 64 * k + Q4_X16_PREFETCH), _MM_HINT_NTA);                        \
                     const __m512i v = _mm512_loadu_si512((const void *)(wb + 64 * k));                               \
                     a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(v, mask), _mm512_set1_epi32(xk[k]));               \
                     a1 = _mm512_dpbusd_epi32(a1, HIGH(v), _mm512_set1_epi32(xk[4 + k]));                             \

@@ -71,13 +71,10 @@ public enum Linear {
             Quant.gemv(quantized, x)
             if quantized.count == items.count { return }
         }
-        var parts: [(item: Int, rows: Range<Int>)] = []
-        for (i, it) in items.enumerated() where !it.weight.format.isQuantized {
-            let w = it.weight
-            for r in splitRange(w.rows, parts: w.rows * w.cols >= 1 << 16 ? Threading.count * 4 : 1, align: 4) {
-                parts.append((i, r))
-            }
-        }
+        // quantized items are done: they take no rows here
+        let cols = items.first?.weight.cols ?? 1
+        let parts = guidedParts(items.map { $0.weight.format.isQuantized ? 0 : $0.weight.rows }, threads: Threading.count,
+                                align: 4, minimum: max(4, (1 << 16) / max(cols, 1)))
         parallelFor(parts.count) { p in
             let (i, r) = parts[p]
             let w = items[i].weight, y = items[i].out

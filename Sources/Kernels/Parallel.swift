@@ -43,6 +43,31 @@ public func splitRange(_ total: Int, parts: Int, align: Int = 1) -> [Range<Int>]
     return out
 }
 
+/// Rows of several matrices of one GEMV pass, cut for threads that claim parts in order: each part
+/// takes a share of what is left (remaining ÷ 2·threads, at least `minimum` rows), so parts shrink
+/// toward the end and the threads finish together. Equal parts leave one core idle for half a part
+/// on average at the end of every pass. Bounds are multiples of `align` (except at an item's end).
+public func guidedParts(_ rows: [Int], threads: Int, align: Int, minimum: Int) -> [(item: Int, rows: Range<Int>)] {
+    if threads <= 1 { return rows.enumerated().filter { $0.element > 0 }.map { ($0.offset, 0..<$0.element) } }
+    var out: [(item: Int, rows: Range<Int>)] = []
+    var remaining = rows.reduce(0, +)
+    let step = max(1, align), least = max(step, (minimum + step - 1) / step * step)
+    var item = 0, at = 0
+    while remaining > 0 {
+        var size = max(least, (remaining / (2 * threads) + step - 1) / step * step)
+        while size > 0 && item < rows.count {  // one part per item the share spans
+            let take = min(size, rows[item] - at)
+            if take > 0 { out.append((item, at..<(at + take))) }
+            size -= take
+            at += take
+            remaining -= take
+            // the next item's parts start on its own groups
+            if at == rows[item] { item += 1; at = 0; size = (size + step - 1) / step * step }
+        }
+    }
+    return out
+}
+
 /// The caller plus `size − 1` persistent workers. One job runs at a time; a job submitted while
 /// another runs (another thread, or nested) falls back to Dispatch.
 final class ThreadPool: @unchecked Sendable {

@@ -214,11 +214,7 @@ public enum Quant {
         if vnni && plain.contains(.q8_0) { ck_prepare_q8_activations_vnni(xq, Int32(cols), xs8) }
         if vnni && items.contains(where: { $0.weight.interleaved }) { ck_block_sums(xq, Int32(cols), xsum) }
         #endif
-        var parts: [(item: Int, rows: Range<Int>)] = []
-        for (i, it) in items.enumerated() {
-            let w = it.weight
-            for r in splitRange(w.rows, parts: w.rows * cols >= 1 << 15 ? Threading.count * 4 : 1, align: 16) { parts.append((i, r)) }
-        }
+        let parts = guidedParts(items.map(\.weight.rows), threads: Threading.count, align: 16, minimum: max(16, (1 << 18) / cols))
         parallelFor(parts.count) { part in
             let (i, r) = parts[part]
             let w = items[i].weight, y = items[i].out

@@ -168,6 +168,32 @@ import Testing
             }
         }
     }
+
+    @Test func guidedPartsCoverEveryRowOnceAndShrink() {
+        for rows in [[0], [1], [37], [4864, 896, 896], [18944, 18944], [152_064], [16, 0, 33], [448, 64, 97, 512], [97, 97, 5, 33]] {
+            for threads in 1...3 {
+                let parts = guidedParts(rows, threads: threads, align: 16, minimum: 80)
+                // every item's rows, in order, once
+                for (i, n) in rows.enumerated() {
+                    let mine = parts.filter { $0.item == i }.map(\.rows)
+                    #expect(mine.reduce(0) { $0 + $1.count } == n)
+                    #expect(mine.first?.lowerBound ?? 0 == 0)
+                    #expect(zip(mine, mine.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+                    // bounds stay on groups of 16 except at the item's end
+                    #expect(mine.allSatisfy { $0.lowerBound % 16 == 0 && ($0.upperBound % 16 == 0 || $0.upperBound == n) })
+                }
+                #expect(parts.map(\.item) == parts.map(\.item).sorted())
+                #expect(parts.allSatisfy { !$0.rows.isEmpty })
+                if threads > 1 && rows == [18944, 18944] {
+                    // shares shrink toward the end, down to the minimum
+                    let sizes = parts.map(\.rows.count)
+                    #expect(sizes.first! == (37888 / (2 * threads) + 15) / 16 * 16)
+                    #expect(sizes.last! <= 96)
+                    #expect(sizes.count < 40)
+                }
+            }
+        }
+    }
 }
 
 @Suite struct ThreadPoolTests {
