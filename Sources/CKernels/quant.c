@@ -20,6 +20,17 @@ static inline float f16_to_f32(uint16_t h) {
 #endif
 }
 
+// The sixteen-row decode layout (ckernels.h): a group of 16 rows is one record of 16·nb·(bb + 2) bytes
+// (bb: one row's bytes per block), blocks in pairs, each pair's 16-row scales right after its values.
+static inline long x16_group_bytes(int nb, int bb) { return 16L * nb * (bb + 2); }
+static inline const uint8_t *x16_values(const void *group, int b, int bb) {
+    return (const uint8_t *)group + (long)(b & ~1) * 16 * (bb + 2) + (b & 1) * 16 * bb;
+}
+static inline const uint16_t *x16_scales(const void *group, int b, int nb, int bb) {
+    const int pair = b & ~1, blocks = nb - pair < 2 ? 1 : 2;
+    return (const uint16_t *)((const uint8_t *)group + (long)pair * 16 * (bb + 2) + blocks * 16 * bb) + 16 * (b & 1);
+}
+
 void ck_quantize_q8_blocks(const float *x, int n, int8_t *q, float *d) {
     int b = 0;
 #ifdef CK_AVX2
@@ -329,63 +340,91 @@ VNNI static inline void q4_vnni_rows(const uint8_t *wq, const uint16_t *wd, int 
 // walks, which is what lets one core keep enough reads in flight. Rows r0, r1: multiples of 16.
 // Each block's sum starts at −128·Σx (Q8_0: the weights' flipped sign bit) or −8·Σx (Q4_0: the
 // nibbles' offset), so the unsigned-by-signed products come out signed.
-VNNI void ck_gemv_q8_0x16_vnni(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+// One block of sixteen rows: its integer sums (Q8_X16_DOTS), then scaled into acc (Q8_X16_SCALE).
+#define Q8_X16_DOTS(WB, B, SUM)                                                                                      \
+    __m512i SUM;                                                                                                     \
+    do {                                                                                                             \
+        const int32_t *xk = x4 + 8 * (B);                                                                            \
+        __m512i a0 = _mm512_set1_epi32(-128 * xsum[B]), a1 = _mm512_setzero_si512(); /* two chains of four */         \
+        for (int k = 0; k < 8; k += 2) {                                                                             \
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_loadu_si512((const void *)((WB) + 64 * k)), flip), _mm512_set1_epi32(xk[k])); \
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_xor_si512(_mm512_loadu_si512((const void *)((WB) + 64 * k + 64)), flip), _mm512_set1_epi32(xk[k + 1])); \
+        }                                                                                                            \
+        SUM = _mm512_add_epi32(a0, a1);                                                                              \
+    } while (0)
+#define X16_SCALE(S, B, SUM)                                                                                         \
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(S))), _mm512_set1_ps(xd[B])), \
+                          _mm512_cvtepi32_ps(SUM), acc)
+
+// Both blocks of a pair are summed before their scales are read, and the compiler may not hoist the
+// second block's loads above the first's (STREAM_ORDER), so that every load of the stream lands at or
+// after the one before: reading back or ahead of the stream (the second block first, or the scales
+// between the blocks) cost more than half of one core's read rate here.
+#define STREAM_ORDER() __asm__ volatile("" ::: "memory")
+VNNI void ck_gemv_q8_0x16_vnni(const int8_t *wq, int cols, const int8_t *xq, const float *xd,
                                const int32_t *xsum, float *y, int r0, int r1) {
     const int nb = cols / 32;
     const int32_t *x4 = (const int32_t *)xq;
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int group = r0 / 16; group < r1 / 16; group++) {
-        const int8_t *w = wq + (long)group * 16 * cols;
-        const uint16_t *s = wd + (long)group * 16 * nb;
+        const int8_t *g = wq + group * x16_group_bytes(nb, 32);
         __m512 acc = _mm512_setzero_ps();
-        for (int b = 0; b < nb; b++) {
-            const int8_t *wb = w + 512 * b;
-            const int32_t *xk = x4 + 8 * b;
-            __m512i a0 = _mm512_set1_epi32(-128 * xsum[b]), a1 = _mm512_setzero_si512();  // two chains of four
-            for (int k = 0; k < 8; k += 2) {
-                a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_loadu_si512((const void *)(wb + 64 * k)), flip), _mm512_set1_epi32(xk[k]));
-                a1 = _mm512_dpbusd_epi32(a1, _mm512_xor_si512(_mm512_loadu_si512((const void *)(wb + 64 * k + 64)), flip), _mm512_set1_epi32(xk[k + 1]));
-            }
-            const __m512 sc = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 16 * b))), _mm512_set1_ps(xd[b]));
-            acc = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), acc);
+        int b = 0;
+        for (; b + 2 <= nb; b += 2, g += 2 * 16 * 34) {  // a pair: 1024 bytes of values, then 64 of scales
+            Q8_X16_DOTS(g, b, d0);
+            STREAM_ORDER();
+            Q8_X16_DOTS(g + 512, b + 1, d1);
+            X16_SCALE(g + 1024, b, d0);
+            X16_SCALE((const uint16_t *)(g + 1024) + 16, b + 1, d1);
+        }
+        if (b < nb) {
+            Q8_X16_DOTS(g, b, d0);
+            X16_SCALE(g + 512, b, d0);
         }
         _mm512_storeu_ps(y + 16 * group, acc);
     }
 }
+#undef Q8_X16_DOTS
+
 
 // Q4_0: byte j of piece k holds values 4k+j (low nibble) and 16+4k+j (high nibble). GFNI moves the high
 // nibbles down in one instruction (an affine map over GF(2) per byte) instead of a shift and a mask.
 // The two variants are one body with their own target each, so that neither calls the other.
-// Q4_0 spends about twice Q8_0's instructions per byte, so one core keeps fewer lines in flight on its
-// own; a non-temporal prefetch 4 KiB ahead of the stream read ~10% faster per core (Q8_0 did not gain).
-// Prefetches never fault, so reading past the matrix's end is harmless.
-#define Q4_X16_PREFETCH 4096
 #define X16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,fma")))
 #define HIGH_GFNI(v) _mm512_gf2p8affine_epi64_epi8(v, _mm512_set1_epi64(0x1020408000000000LL), 0)  // bit i = bit i+4
 #define HIGH_SHIFT(v) _mm512_and_si512(_mm512_srli_epi16(v, 4), mask)
+#define Q4_X16_DOTS(WB, B, SUM, HIGH)                                                                                \
+    __m512i SUM;                                                                                                     \
+    do {                                                                                                             \
+        const int32_t *xk = x4 + 8 * (B);                                                                            \
+        __m512i a0 = _mm512_set1_epi32(-8 * xsum[B]), a1 = _mm512_setzero_si512();                                    \
+        for (int k = 0; k < 4; k++) {                                                                                \
+            const __m512i v = _mm512_loadu_si512((const void *)((WB) + 64 * k));                                     \
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(v, mask), _mm512_set1_epi32(xk[k]));                       \
+            a1 = _mm512_dpbusd_epi32(a1, HIGH(v), _mm512_set1_epi32(xk[4 + k]));                                     \
+        }                                                                                                            \
+        SUM = _mm512_add_epi32(a0, a1);                                                                              \
+    } while (0)
 #define Q4_X16(NAME, TARGET, HIGH)                                                                                   \
-    TARGET static void NAME(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,      \
-                            const int32_t *xsum, float *y, int r0, int r1) {                                          \
+    TARGET static void NAME(const uint8_t *wq, int cols, const int8_t *xq, const float *xd, const int32_t *xsum,     \
+                            float *y, int r0, int r1) {                                                              \
         const int nb = cols / 32;                                                                                    \
         const int32_t *x4 = (const int32_t *)xq;                                                                     \
         const __m512i mask = _mm512_set1_epi8(0x0F);                                                                 \
         for (int group = r0 / 16; group < r1 / 16; group++) {                                                        \
-            const uint8_t *w = wq + (long)group * 16 * (cols / 2);                                                   \
-            const uint16_t *s = wd + (long)group * 16 * nb;                                                          \
+            const uint8_t *g = wq + group * x16_group_bytes(nb, 16);                                                 \
             __m512 acc = _mm512_setzero_ps();                                                                        \
-            for (int b = 0; b < nb; b++) {                                                                           \
-                const uint8_t *wb = w + 256 * b;                                                                     \
-                const int32_t *xk = x4 + 8 * b;                                                                      \
-                __m512i a0 = _mm512_set1_epi32(-8 * xsum[b]), a1 = _mm512_setzero_si512();                            \
-                for (int k = 0; k < 4; k++) {                                                                        \
-                    _mm_prefetch((const char *)(wb + 64 * k + Q4_X16_PREFETCH), _MM_HINT_NTA);                        \
-                    const __m512i v = _mm512_loadu_si512((const void *)(wb + 64 * k));                               \
-                    a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(v, mask), _mm512_set1_epi32(xk[k]));               \
-                    a1 = _mm512_dpbusd_epi32(a1, HIGH(v), _mm512_set1_epi32(xk[4 + k]));                             \
-                }                                                                                                    \
-                const __m512 sc = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 16 * b))),  \
-                                                _mm512_set1_ps(xd[b]));                                              \
-                acc = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), acc);                        \
+            int b = 0;                                                                                               \
+            for (; b + 2 <= nb; b += 2, g += 2 * 16 * 18) { /* a pair: 512 bytes of values, then 64 of scales */     \
+                Q4_X16_DOTS(g, b, d0, HIGH);                                                                         \
+                STREAM_ORDER();                                                                                      \
+                Q4_X16_DOTS(g + 256, b + 1, d1, HIGH);                                                               \
+                X16_SCALE(g + 512, b, d0);                                                                           \
+                X16_SCALE((const uint16_t *)(g + 512) + 16, b + 1, d1);                                              \
+            }                                                                                                        \
+            if (b < nb) {                                                                                            \
+                Q4_X16_DOTS(g, b, d0, HIGH);                                                                         \
+                X16_SCALE(g + 256, b, d0);                                                                           \
             }                                                                                                        \
             _mm512_storeu_ps(y + 16 * group, acc);                                                                   \
         }                                                                                                            \
@@ -393,14 +432,17 @@ VNNI void ck_gemv_q8_0x16_vnni(const int8_t *wq, const uint16_t *wd, int cols, c
 Q4_X16(q4_x16_gfni, X16, HIGH_GFNI)
 Q4_X16(q4_x16_shift, VNNI, HIGH_SHIFT)
 #undef Q4_X16
+#undef Q4_X16_DOTS
+#undef STREAM_ORDER
+#undef X16_SCALE
 #undef HIGH_GFNI
 #undef HIGH_SHIFT
 
 int ck_gfni_available(void) { return __builtin_cpu_supports("gfni"); }
 
-void ck_gemv_q4_0x16_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+void ck_gemv_q4_0x16_vnni(const uint8_t *wq, int cols, const int8_t *xq, const float *xd,
                           const int32_t *xsum, float *y, int r0, int r1, int gfni) {
-    (gfni ? q4_x16_gfni : q4_x16_shift)(wq, wd, cols, xq, xd, xsum, y, r0, r1);
+    (gfni ? q4_x16_gfni : q4_x16_shift)(wq, cols, xq, xd, xsum, y, r0, r1);
 }
 
 void ck_prepare_q8_activations_vnni(const int8_t *xq, int cols, int32_t *xs) {
@@ -486,14 +528,14 @@ VNNI void ck_gemv_q4_0_vnni(const uint8_t *wq, const uint16_t *wd, int cols, con
 #else
 int ck_vnni_available(void) { return 0; }
 void ck_prepare_q8_activations_vnni(const int8_t *xq, int cols, int32_t *xs) { (void)xq; (void)cols; (void)xs; }
-void ck_gemv_q8_0x16_vnni(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+void ck_gemv_q8_0x16_vnni(const int8_t *wq, int cols, const int8_t *xq, const float *xd,
                           const int32_t *xsum, float *y, int r0, int r1) {
-    (void)wq; (void)wd; (void)cols; (void)xq; (void)xd; (void)xsum; (void)y; (void)r0; (void)r1;
+    (void)wq; (void)cols; (void)xq; (void)xd; (void)xsum; (void)y; (void)r0; (void)r1;
 }
 int ck_gfni_available(void) { return 0; }
-void ck_gemv_q4_0x16_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
+void ck_gemv_q4_0x16_vnni(const uint8_t *wq, int cols, const int8_t *xq, const float *xd,
                           const int32_t *xsum, float *y, int r0, int r1, int gfni) {
-    (void)wq; (void)wd; (void)cols; (void)xq; (void)xd; (void)xsum; (void)y; (void)r0; (void)r1; (void)gfni;
+    (void)wq; (void)cols; (void)xq; (void)xd; (void)xsum; (void)y; (void)r0; (void)r1; (void)gfni;
 }
 void ck_gemv_q8_0_vnni(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
                        const int32_t *xs, float *y, int r0, int r1) {
@@ -525,65 +567,64 @@ void ck_block_sums(const int8_t *xq, int cols, int32_t *xsum) {
     }
 }
 
-void ck_gemv_q8_0x16(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
-                     float *y, int r0, int r1) {
+// Portable twins over the same layout, one row at a time.
+void ck_gemv_q8_0x16(const int8_t *wq, int cols, const int8_t *xq, const float *xd, float *y, int r0, int r1) {
     const int nb = cols / 32;
     for (int r = r0; r < r1; r++) {
-        const int8_t *w = wq + (long)(r / 16) * 16 * cols + 4 * (r % 16);
-        const uint16_t *s = wd + (long)(r / 16) * 16 * nb + r % 16;
+        const int8_t *g = wq + (r / 16) * x16_group_bytes(nb, 32);
         float sum = 0;
         for (int b = 0; b < nb; b++) {
+            const int8_t *w = (const int8_t *)x16_values(g, b, 32) + 4 * (r % 16);
             int acc = 0;
-            for (int i = 0; i < 32; i++) acc += (int)w[512 * b + 64 * (i / 4) + i % 4] * (int)xq[32 * b + i];
-            sum += f16_to_f32(s[16 * b]) * xd[b] * (float)acc;
+            for (int i = 0; i < 32; i++) acc += (int)w[64 * (i / 4) + i % 4] * (int)xq[32 * b + i];
+            sum += f16_to_f32(x16_scales(g, b, nb, 32)[r % 16]) * xd[b] * (float)acc;
         }
         y[r] = sum;
     }
 }
 
-void ck_dequantize_q8_0x16(const int8_t *q, const uint16_t *d, int cols, int r0, int r1, float *out) {
+void ck_dequantize_q8_0x16(const int8_t *q, int cols, int r0, int r1, float *out) {
     const int nb = cols / 32;
     for (int r = r0; r < r1; r++, out += cols) {
-        const int8_t *w = q + (long)(r / 16) * 16 * cols + 4 * (r % 16);
-        const uint16_t *s = d + (long)(r / 16) * 16 * nb + r % 16;
+        const int8_t *g = q + (r / 16) * x16_group_bytes(nb, 32);
         for (int b = 0; b < nb; b++) {
-            const float sb = f16_to_f32(s[16 * b]);
+            const int8_t *w = (const int8_t *)x16_values(g, b, 32) + 4 * (r % 16);
+            const float sb = f16_to_f32(x16_scales(g, b, nb, 32)[r % 16]);
             for (int k = 0; k < 8; k++)
-                for (int i = 0; i < 4; i++) out[32 * b + 4 * k + i] = (float)w[512 * b + 64 * k + i] * sb;
+                for (int i = 0; i < 4; i++) out[32 * b + 4 * k + i] = (float)w[64 * k + i] * sb;
         }
     }
 }
 
-void ck_gemv_q4_0x16(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
-                     float *y, int r0, int r1) {
+void ck_gemv_q4_0x16(const uint8_t *wq, int cols, const int8_t *xq, const float *xd, float *y, int r0, int r1) {
     const int nb = cols / 32;
     for (int r = r0; r < r1; r++) {
-        const uint8_t *w = wq + (long)(r / 16) * 16 * (cols / 2) + 4 * (r % 16);
-        const uint16_t *s = wd + (long)(r / 16) * 16 * nb + r % 16;
+        const uint8_t *g = wq + (r / 16) * x16_group_bytes(nb, 16);
         float sum = 0;
         for (int b = 0; b < nb; b++) {
+            const uint8_t *w = x16_values(g, b, 16) + 4 * (r % 16);
             int acc = 0;
             for (int k = 0; k < 4; k++)
                 for (int j = 0; j < 4; j++) {
-                    const uint8_t v = w[256 * b + 64 * k + j];
+                    const uint8_t v = w[64 * k + j];
                     acc += ((v & 0x0F) - 8) * xq[32 * b + 4 * k + j] + ((v >> 4) - 8) * xq[32 * b + 16 + 4 * k + j];
                 }
-            sum += f16_to_f32(s[16 * b]) * xd[b] * (float)acc;
+            sum += f16_to_f32(x16_scales(g, b, nb, 16)[r % 16]) * xd[b] * (float)acc;
         }
         y[r] = sum;
     }
 }
 
-void ck_dequantize_q4_0x16(const uint8_t *q, const uint16_t *d, int cols, int r0, int r1, float *out) {
+void ck_dequantize_q4_0x16(const uint8_t *q, int cols, int r0, int r1, float *out) {
     const int nb = cols / 32;
     for (int r = r0; r < r1; r++, out += cols) {
-        const uint8_t *w = q + (long)(r / 16) * 16 * (cols / 2) + 4 * (r % 16);
-        const uint16_t *s = d + (long)(r / 16) * 16 * nb + r % 16;
+        const uint8_t *g = q + (r / 16) * x16_group_bytes(nb, 16);
         for (int b = 0; b < nb; b++) {
-            const float sb = f16_to_f32(s[16 * b]);
+            const uint8_t *w = x16_values(g, b, 16) + 4 * (r % 16);
+            const float sb = f16_to_f32(x16_scales(g, b, nb, 16)[r % 16]);
             for (int k = 0; k < 4; k++)
                 for (int j = 0; j < 4; j++) {
-                    const uint8_t v = w[256 * b + 64 * k + j];
+                    const uint8_t v = w[64 * k + j];
                     out[32 * b + 4 * k + j] = (float)((v & 0x0F) - 8) * sb;
                     out[32 * b + 16 + 4 * k + j] = (float)((v >> 4) - 8) * sb;
                 }

@@ -12,10 +12,7 @@ public enum Quant {
         precondition(format.isQuantized && src.cols % quantBlock == 0)
         let rows = src.rows, cols = src.cols
         let interleave = interleaved && takesDecodeLayout(format, rows: rows, cols: cols)
-        let values = QuantStorage(byteCount: rows * format.rowBytes(cols))
-        let scales = QuantStorage(byteCount: rows * format.scaleRowBytes(cols))
-        let layout = WeightMatrix(rows: rows, cols: cols, format: format, data: values.pointer, scales: scales.pointer,
-                                  owner: nil, interleaved: interleave)
+        let layout = storage(rows: rows, cols: cols, format: format, interleaved: interleave)
         let ranges = splitRange(rows, parts: Threading.count * 4)
         parallelFor(ranges.count) { part in
             let row = FloatBuffer(count: cols)
@@ -28,9 +25,8 @@ public enum Quant {
                 defer {
                     if scatter { scatterInterleaved(r, layout, plainValues, plainScales) }
                 }
-                let v = scatter ? plainValues : values.pointer + r * format.rowBytes(cols)
-                let d = scatter ? plainScales
-                    : (scales.pointer + r * format.scaleRowBytes(cols)).assumingMemoryBound(to: UInt16.self)
+                let v = scatter ? plainValues : UnsafeMutableRawPointer(mutating: layout.row(r))
+                let d = scatter ? plainScales : UnsafeMutablePointer(mutating: layout.rowScales(r))
                 #if canImport(CKernels)
                 if format == .q8_0 {
                     ck_quantize_row_q8_0(row.pointer, Int32(cols), v.assumingMemoryBound(to: Int8.self), d)
@@ -42,8 +38,19 @@ public enum Quant {
                 #endif
             }
         }
-        return WeightMatrix(rows: rows, cols: cols, format: format, data: UnsafeRawPointer(values.pointer),
-                            scales: UnsafeRawPointer(scales.pointer), owner: QuantOwner(values, scales), interleaved: interleave)
+        return layout
+    }
+
+    /// Owned memory for a quantized matrix (on huge pages where it is large): one allocation, values
+    /// then scales, or with `interleaved` the groups' records, then the remaining plain rows, then
+    /// their scales.
+    static func storage(rows: Int, cols: Int, format: WeightFormat, interleaved: Bool) -> WeightMatrix {
+        let rowBytes = format.rowBytes(cols), scaleBytes = format.scaleRowBytes(cols)
+        let grouped = interleaved ? rows - rows % WeightMatrix.interleaveGroup : 0
+        let memory = QuantStorage(byteCount: rows * (rowBytes + scaleBytes))
+        let scales = memory.pointer + grouped * (rowBytes + scaleBytes) + (rows - grouped) * rowBytes
+        return WeightMatrix(rows: rows, cols: cols, format: format, data: memory.pointer, scales: scales, owner: memory,
+                            interleaved: interleaved)
     }
 
     /// Whether a matrix quantized for decode takes the interleaved layout on this CPU.
@@ -61,24 +68,19 @@ public enum Quant {
     public static func interleaved(_ w: WeightMatrix) -> WeightMatrix? {
         guard w.format.isQuantized, !w.interleaved, takesDecodeLayout(w.format, rows: w.rows, cols: w.cols) else { return nil }
         let rowBytes = w.format.rowBytes(w.cols), nb = w.cols / quantBlock
-        let values = QuantStorage(byteCount: w.rows * rowBytes)
-        let scales = QuantStorage(byteCount: w.rows * w.format.scaleRowBytes(w.cols))
-        let layout = WeightMatrix(rows: w.rows, cols: w.cols, format: w.format, data: values.pointer, scales: scales.pointer,
-                                  owner: nil, interleaved: true)
-        let plainScales = w.scales!.assumingMemoryBound(to: UInt16.self)
+        let layout = storage(rows: w.rows, cols: w.cols, format: w.format, interleaved: true)
         let ranges = splitRange(w.rows, parts: Threading.count * 4)
         parallelFor(ranges.count) { part in
             for r in ranges[part] {
                 if r < layout.interleavedRows {
-                    scatterInterleaved(r, layout, w.row(r), plainScales + r * nb)
-                } else {  // the rows past the last group keep their plain places
-                    (values.pointer + r * rowBytes).copyMemory(from: w.row(r), byteCount: rowBytes)
-                    (scales.pointer + 2 * r * nb).copyMemory(from: plainScales + r * nb, byteCount: 2 * nb)
+                    scatterInterleaved(r, layout, w.row(r), w.rowScales(r))
+                } else {  // the rows past the last group stay plain
+                    UnsafeMutableRawPointer(mutating: layout.row(r)).copyMemory(from: w.row(r), byteCount: rowBytes)
+                    UnsafeMutableRawPointer(mutating: layout.rowScales(r)).copyMemory(from: w.rowScales(r), byteCount: 2 * nb)
                 }
             }
         }
-        return WeightMatrix(rows: w.rows, cols: w.cols, format: w.format, data: UnsafeRawPointer(values.pointer),
-                            scales: UnsafeRawPointer(scales.pointer), owner: QuantOwner(values, scales), interleaved: true)
+        return layout
     }
 
     /// Copies one plain row to its places in an interleaved group (see `WeightMatrix.block`).
@@ -131,17 +133,16 @@ public enum Quant {
         #if canImport(CKernels)
         let split = min(max(range.lowerBound, w.interleavedRows), range.upperBound)
         if split > range.lowerBound {
-            let (s, r0, r1) = (w.scales!.assumingMemoryBound(to: UInt16.self), Int32(range.lowerBound), Int32(split))
+            let (r0, r1) = (Int32(range.lowerBound), Int32(split))
             if w.format == .q8_0 {
-                ck_dequantize_q8_0x16(w.data.assumingMemoryBound(to: Int8.self), s, Int32(w.cols), r0, r1, out)
+                ck_dequantize_q8_0x16(w.data.assumingMemoryBound(to: Int8.self), Int32(w.cols), r0, r1, out)
             } else {
-                ck_dequantize_q4_0x16(w.data.assumingMemoryBound(to: UInt8.self), s, Int32(w.cols), r0, r1, out)
+                ck_dequantize_q4_0x16(w.data.assumingMemoryBound(to: UInt8.self), Int32(w.cols), r0, r1, out)
             }
             if split == range.upperBound { return }
             return dequantizeRows(w, split..<range.upperBound, into: out + (split - range.lowerBound) * w.cols)
         }
-        let s = (w.scales! + range.lowerBound * w.format.scaleRowBytes(w.cols)).assumingMemoryBound(to: UInt16.self)
-        let v = w.row(range.lowerBound)
+        let s = w.rowScales(range.lowerBound), v = w.row(range.lowerBound)
         if w.format == .q8_0 {
             ck_dequantize_q8_0(v.assumingMemoryBound(to: Int8.self), s, Int32(range.count), Int32(w.cols), out)
         } else {
@@ -219,26 +220,27 @@ public enum Quant {
             let (i, r) = parts[part]
             let w = items[i].weight, y = items[i].out
             #if canImport(CKernels)
-            let scales = w.scales!.assumingMemoryBound(to: UInt16.self)
-            let c = Int32(cols), q8 = w.data.assumingMemoryBound(to: Int8.self), q4 = w.data.assumingMemoryBound(to: UInt8.self)
+            let c = Int32(cols)
             // rows of interleaved groups (parts are aligned to whole groups), then plain rows
             let split = min(max(r.lowerBound, w.interleavedRows), r.upperBound)
             if split > r.lowerBound {
+                let (q8, q4) = (w.data.assumingMemoryBound(to: Int8.self), w.data.assumingMemoryBound(to: UInt8.self))
                 let (r0, r1) = (Int32(r.lowerBound), Int32(split))
                 switch (w.format, vnni) {
-                case (.q8_0, true): ck_gemv_q8_0x16_vnni(q8, scales, c, xq, xd, xsum, y, r0, r1)
-                case (.q8_0, false): ck_gemv_q8_0x16(q8, scales, c, xq, xd, y, r0, r1)
-                case (_, true): ck_gemv_q4_0x16_vnni(q4, scales, c, xq, xd, xsum, y, r0, r1, gfni ? 1 : 0)
-                case (_, false): ck_gemv_q4_0x16(q4, scales, c, xq, xd, y, r0, r1)
+                case (.q8_0, true): ck_gemv_q8_0x16_vnni(q8, c, xq, xd, xsum, y, r0, r1)
+                case (.q8_0, false): ck_gemv_q8_0x16(q8, c, xq, xd, y, r0, r1)
+                case (_, true): ck_gemv_q4_0x16_vnni(q4, c, xq, xd, xsum, y, r0, r1, gfni ? 1 : 0)
+                case (_, false): ck_gemv_q4_0x16(q4, c, xq, xd, y, r0, r1)
                 }
             }
-            if r.upperBound > split {
-                let (r0, r1) = (Int32(split), Int32(r.upperBound))
+            if r.upperBound > split {  // the plain kernels count rows from the first one passed
+                let (v, scales, out, n) = (w.row(split), w.rowScales(split), y + split, Int32(r.upperBound - split))
+                let (q8, q4) = (v.assumingMemoryBound(to: Int8.self), v.assumingMemoryBound(to: UInt8.self))
                 switch (w.format, vnni) {
-                case (.q8_0, true): ck_gemv_q8_0_vnni(q8, scales, c, xq, xd, xs8, y, r0, r1)
-                case (.q8_0, false): ck_gemv_q8_0(q8, scales, c, xq, xd, y, r0, r1)
-                case (_, true): ck_gemv_q4_0_vnni(q4, scales, c, xq, xd, xp, xs4, y, r0, r1)
-                case (_, false): ck_gemv_q4_0(q4, scales, c, xq, xd, xp, xs4, y, r0, r1)
+                case (.q8_0, true): ck_gemv_q8_0_vnni(q8, scales, c, xq, xd, xs8, out, 0, n)
+                case (.q8_0, false): ck_gemv_q8_0(q8, scales, c, xq, xd, out, 0, n)
+                case (_, true): ck_gemv_q4_0_vnni(q4, scales, c, xq, xd, xp, xs4, out, 0, n)
+                case (_, false): ck_gemv_q4_0(q4, scales, c, xq, xd, xp, xs4, out, 0, n)
                 }
             }
             #else
@@ -306,7 +308,3 @@ final class QuantStorage: @unchecked Sendable {
     }
 }
 
-final class QuantOwner: @unchecked Sendable {
-    let values: QuantStorage, scales: QuantStorage
-    init(_ v: QuantStorage, _ s: QuantStorage) { values = v; scales = s }
-}

@@ -35,13 +35,15 @@ public struct WeightMatrix: @unchecked Sendable {
     public let cols: Int
     public let format: WeightFormat
     public let data: UnsafeRawPointer
-    /// f16 block scales of quantized formats.
+    /// f16 block scales of quantized formats: of every row, or in an interleaved matrix (whose groups
+    /// hold their own scales) of the rows past the last group, the first of them at index 0.
     public let scales: UnsafeRawPointer?
     public let owner: AnyObject?
     /// Rows stored in groups of sixteen interleaved for decode (made at load by
-    /// `Quant.quantize(_:to:interleaved:)`; files always hold plain rows): each block's bytes in 4-byte
-    /// pieces, so that lane i of every 64-byte vector is row i. The last `rows % 16` rows stay plain, at
-    /// their plain places: the groups before them fill exactly the bytes of the rows they hold.
+    /// `Quant.quantize(_:to:interleaved:)`; files always hold plain rows): each group one record in which
+    /// each block's bytes come in 4-byte pieces, so that lane i of every 64-byte vector is row i, with the
+    /// blocks' scales next to their values (see `block(_:_:)`); the rows past the last whole group follow
+    /// as plain rows, then their scales.
     public let interleaved: Bool
 
     public init(rows: Int, cols: Int, format: WeightFormat, data: UnsafeRawPointer, scales: UnsafeRawPointer? = nil,
@@ -82,8 +84,16 @@ public struct WeightMatrix: @unchecked Sendable {
     /// Address of row `r`'s values (rows are contiguous except in interleaved groups).
     @inline(__always)
     public func row(_ r: Int) -> UnsafeRawPointer {
-        precondition(r >= interleavedRows, "a row of an interleaved group is not contiguous")
-        return data + r * format.rowBytes(cols)
+        let g = interleavedRows
+        precondition(r >= g, "a row of an interleaved group is not contiguous")
+        return data + g * (format.rowBytes(cols) + format.scaleRowBytes(cols)) + (r - g) * format.rowBytes(cols)
+    }
+
+    /// Address of a plain row's f16 block scales (quantized formats).
+    @inline(__always)
+    public func rowScales(_ r: Int) -> UnsafePointer<UInt16> {
+        precondition(r >= interleavedRows, "an interleaved group holds its rows' scales")
+        return scales!.assumingMemoryBound(to: UInt16.self) + (r - interleavedRows) * (cols / quantBlock)
     }
 
     /// Where block `b` of row `r` of a quantized matrix lives: its values, `blockBytes / piece` pieces of
@@ -91,14 +101,14 @@ public struct WeightMatrix: @unchecked Sendable {
     @inline(__always)
     public func block(_ r: Int, _ b: Int) -> (values: UnsafeRawPointer, piece: Int, stride: Int, scale: UnsafePointer<UInt16>) {
         let blockBytes = format.rowBytes(quantBlock), nb = cols / quantBlock
-        let s = scales!.assumingMemoryBound(to: UInt16.self)
-        guard r < interleavedRows else {
-            return (data + r * format.rowBytes(cols) + b * blockBytes, blockBytes, blockBytes, s + r * nb + b)
-        }
-        // per block: vector k = [row 0: bytes 4k..<4k+4]…[row 15: …]; then the block's 16 scales
-        let n = Self.interleaveGroup, group = r / n
-        return (data + group * n * format.rowBytes(cols) + n * blockBytes * b + 4 * (r % n), 4, 64,
-                s + group * n * nb + n * b + r % n)
+        guard r < interleavedRows else { return (row(r) + b * blockBytes, blockBytes, blockBytes, rowScales(r) + b) }
+        // a group's blocks in pairs: [block 2p: vector k = row 0's piece k … row 15's][block 2p+1][the
+        // pair's 32 scales]; an odd last block alone with its 16
+        let n = Self.interleaveGroup
+        let group = data + (r / n) * n * (format.rowBytes(cols) + format.scaleRowBytes(cols))
+        let pair = group + (b & ~1) * n * (blockBytes + 2), blocks = min(2, nb - (b & ~1))
+        let scales = (pair + blocks * n * blockBytes).assumingMemoryBound(to: UInt16.self)
+        return (pair + (b & 1) * n * blockBytes + 4 * (r % n), 4, 64, scales + n * (b & 1) + r % n)
     }
 
     /// Block `b` of row `r`'s values, copied contiguous (as in a plain row) to `out`; returns its f16 scale.

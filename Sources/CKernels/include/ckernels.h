@@ -50,25 +50,25 @@ void ck_prepare_q8_activations_vnni(const int8_t *xq, int cols, int32_t *xs);
 void ck_gemv_q8_0_vnni(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
                        const int32_t *xs, float *y, int r0, int r1);
 
-/// Sixteen-interleaved rows (the decode layout made at load): per group of 16 rows and per block b,
-/// the rows' block bytes in 4-byte pieces, vector k (64 bytes) = [row 0: piece k]…[row 15: piece k]
-/// (Q8_0: 8 vectors, Q4_0: 4), then per group and block the 16 rows' f16 scales. Q4_0 keeps the plain
-/// packing: byte j of piece k holds values 4k+j (low nibble) and 16+4k+j (high). xsum: Σxq per block
-/// (ck_block_sums). The VNNI kernels take r0, r1 multiples of 16; the portable twins any rows; the
-/// dequantizers rows r0..<r1.
+/// Sixteen-interleaved rows (the decode layout made at load): each group of 16 rows is one record of
+/// 16·nb·(bb + 2) bytes (nb = cols/32 blocks, bb = a row's bytes per block: Q8_0 32, Q4_0 16). In it
+/// the blocks go in pairs: block 2p's values, block 2p+1's values, then the pair's 32 f16 scales (16 of
+/// 2p, 16 of 2p+1); an odd last block is alone with its 16 scales. A block's values are vectors of 64
+/// bytes, vector k = [row 0: piece k]…[row 15: piece k], pieces of 4 bytes (Q8_0: 8 vectors, Q4_0: 4).
+/// Q4_0 keeps the plain packing: byte j of piece k holds values 4k+j (low nibble) and 16+4k+j (high).
+/// xsum: Σxq per block (ck_block_sums). The VNNI kernels take r0, r1 multiples of 16; the portable twins
+/// any rows; the dequantizers rows r0..<r1.
 void ck_block_sums(const int8_t *xq, int cols, int32_t *xsum);
-void ck_gemv_q8_0x16_vnni(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
-                          const int32_t *xsum, float *y, int r0, int r1);
+void ck_gemv_q8_0x16_vnni(const int8_t *wq, int cols, const int8_t *xq, const float *xd, const int32_t *xsum,
+                          float *y, int r0, int r1);
 /// gfni: unpack the high nibbles with GFNI (where ck_gfni_available) instead of a shift and a mask.
-void ck_gemv_q4_0x16_vnni(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
-                          const int32_t *xsum, float *y, int r0, int r1, int gfni);
+void ck_gemv_q4_0x16_vnni(const uint8_t *wq, int cols, const int8_t *xq, const float *xd, const int32_t *xsum,
+                          float *y, int r0, int r1, int gfni);
 int ck_gfni_available(void);
-void ck_gemv_q8_0x16(const int8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
-                     float *y, int r0, int r1);
-void ck_gemv_q4_0x16(const uint8_t *wq, const uint16_t *wd, int cols, const int8_t *xq, const float *xd,
-                     float *y, int r0, int r1);
-void ck_dequantize_q8_0x16(const int8_t *q, const uint16_t *d, int cols, int r0, int r1, float *out);
-void ck_dequantize_q4_0x16(const uint8_t *q, const uint16_t *d, int cols, int r0, int r1, float *out);
+void ck_gemv_q8_0x16(const int8_t *wq, int cols, const int8_t *xq, const float *xd, float *y, int r0, int r1);
+void ck_gemv_q4_0x16(const uint8_t *wq, int cols, const int8_t *xq, const float *xd, float *y, int r0, int r1);
+void ck_dequantize_q8_0x16(const int8_t *q, int cols, int r0, int r1, float *out);
+void ck_dequantize_q4_0x16(const uint8_t *q, int cols, int r0, int r1, float *out);
 
 /// Dequantizes `rows` consecutive rows (cols % 32 == 0) to floats: Q8_0 (values int8) or Q4_0
 /// (values packed nibbles), with f16 block scales.
