@@ -23,12 +23,13 @@ static inline float f16_to_f32(uint16_t h) {
 // The sixteen-row decode layout (ckernels.h): a group of 16 rows is one record of 16·nb·(bb + 2) bytes
 // (bb: one row's bytes per block), blocks in pairs, each pair's 16-row scales right after its values.
 static inline long x16_group_bytes(int nb, int bb) { return 16L * nb * (bb + 2); }
-static inline const uint8_t *x16_values(const void *group, int b, int bb) {
-    return (const uint8_t *)group + (long)(b & ~1) * 16 * (bb + 2) + (b & 1) * 16 * bb;
-}
-static inline const uint16_t *x16_scales(const void *group, int b, int nb, int bb) {
-    const int pair = b & ~1, blocks = nb - pair < 2 ? 1 : 2;
-    return (const uint16_t *)((const uint8_t *)group + (long)pair * 16 * (bb + 2) + blocks * 16 * bb) + 16 * (b & 1);
+// Row r's block b in a matrix of that layout: the address of its first 4-byte piece (piece k is 64k
+// bytes on) and its scale. For the portable twins; the fast kernels walk the record in order.
+static inline const uint8_t *x16_block(const void *base, int r, int b, int nb, int bb, float *scale) {
+    const uint8_t *pair = (const uint8_t *)base + (r / 16) * x16_group_bytes(nb, bb) + (long)(b & ~1) * 16 * (bb + 2);
+    const int blocks = nb - (b & ~1) < 2 ? 1 : 2;
+    *scale = f16_to_f32(((const uint16_t *)(pair + blocks * 16 * bb))[16 * (b & 1) + r % 16]);
+    return pair + (b & 1) * 16 * bb + 4 * (r % 16);
 }
 
 void ck_quantize_q8_blocks(const float *x, int n, int8_t *q, float *d) {
@@ -571,13 +572,12 @@ void ck_block_sums(const int8_t *xq, int cols, int32_t *xsum) {
 void ck_gemv_q8_0x16(const int8_t *wq, int cols, const int8_t *xq, const float *xd, float *y, int r0, int r1) {
     const int nb = cols / 32;
     for (int r = r0; r < r1; r++) {
-        const int8_t *g = wq + (r / 16) * x16_group_bytes(nb, 32);
-        float sum = 0;
+        float sum = 0, sb;
         for (int b = 0; b < nb; b++) {
-            const int8_t *w = (const int8_t *)x16_values(g, b, 32) + 4 * (r % 16);
+            const int8_t *w = (const int8_t *)x16_block(wq, r, b, nb, 32, &sb);
             int acc = 0;
             for (int i = 0; i < 32; i++) acc += (int)w[64 * (i / 4) + i % 4] * (int)xq[32 * b + i];
-            sum += f16_to_f32(x16_scales(g, b, nb, 32)[r % 16]) * xd[b] * (float)acc;
+            sum += sb * xd[b] * (float)acc;
         }
         y[r] = sum;
     }
@@ -585,31 +585,26 @@ void ck_gemv_q8_0x16(const int8_t *wq, int cols, const int8_t *xq, const float *
 
 void ck_dequantize_q8_0x16(const int8_t *q, int cols, int r0, int r1, float *out) {
     const int nb = cols / 32;
-    for (int r = r0; r < r1; r++, out += cols) {
-        const int8_t *g = q + (r / 16) * x16_group_bytes(nb, 32);
+    float sb;
+    for (int r = r0; r < r1; r++, out += cols)
         for (int b = 0; b < nb; b++) {
-            const int8_t *w = (const int8_t *)x16_values(g, b, 32) + 4 * (r % 16);
-            const float sb = f16_to_f32(x16_scales(g, b, nb, 32)[r % 16]);
-            for (int k = 0; k < 8; k++)
-                for (int i = 0; i < 4; i++) out[32 * b + 4 * k + i] = (float)w[64 * k + i] * sb;
+            const int8_t *w = (const int8_t *)x16_block(q, r, b, nb, 32, &sb);
+            for (int i = 0; i < 32; i++) out[32 * b + i] = (float)w[64 * (i / 4) + i % 4] * sb;
         }
-    }
 }
 
 void ck_gemv_q4_0x16(const uint8_t *wq, int cols, const int8_t *xq, const float *xd, float *y, int r0, int r1) {
     const int nb = cols / 32;
     for (int r = r0; r < r1; r++) {
-        const uint8_t *g = wq + (r / 16) * x16_group_bytes(nb, 16);
-        float sum = 0;
+        float sum = 0, sb;
         for (int b = 0; b < nb; b++) {
-            const uint8_t *w = x16_values(g, b, 16) + 4 * (r % 16);
+            const uint8_t *w = x16_block(wq, r, b, nb, 16, &sb);
             int acc = 0;
-            for (int k = 0; k < 4; k++)
-                for (int j = 0; j < 4; j++) {
-                    const uint8_t v = w[64 * k + j];
-                    acc += ((v & 0x0F) - 8) * xq[32 * b + 4 * k + j] + ((v >> 4) - 8) * xq[32 * b + 16 + 4 * k + j];
-                }
-            sum += f16_to_f32(x16_scales(g, b, nb, 16)[r % 16]) * xd[b] * (float)acc;
+            for (int i = 0; i < 16; i++) {  // byte j of piece k: values 4k+j (low nibble) and 16+4k+j (high)
+                const uint8_t v = w[64 * (i / 4) + i % 4];
+                acc += ((v & 0x0F) - 8) * xq[32 * b + i] + ((v >> 4) - 8) * xq[32 * b + 16 + i];
+            }
+            sum += sb * xd[b] * (float)acc;
         }
         y[r] = sum;
     }
@@ -617,19 +612,16 @@ void ck_gemv_q4_0x16(const uint8_t *wq, int cols, const int8_t *xq, const float 
 
 void ck_dequantize_q4_0x16(const uint8_t *q, int cols, int r0, int r1, float *out) {
     const int nb = cols / 32;
-    for (int r = r0; r < r1; r++, out += cols) {
-        const uint8_t *g = q + (r / 16) * x16_group_bytes(nb, 16);
+    float sb;
+    for (int r = r0; r < r1; r++, out += cols)
         for (int b = 0; b < nb; b++) {
-            const uint8_t *w = x16_values(g, b, 16) + 4 * (r % 16);
-            const float sb = f16_to_f32(x16_scales(g, b, nb, 16)[r % 16]);
-            for (int k = 0; k < 4; k++)
-                for (int j = 0; j < 4; j++) {
-                    const uint8_t v = w[64 * k + j];
-                    out[32 * b + 4 * k + j] = (float)((v & 0x0F) - 8) * sb;
-                    out[32 * b + 16 + 4 * k + j] = (float)((v >> 4) - 8) * sb;
-                }
+            const uint8_t *w = x16_block(q, r, b, nb, 16, &sb);
+            for (int i = 0; i < 16; i++) {
+                const uint8_t v = w[64 * (i / 4) + i % 4];
+                out[32 * b + i] = (float)((v & 0x0F) - 8) * sb;
+                out[32 * b + 16 + i] = (float)((v >> 4) - 8) * sb;
+            }
         }
-    }
 }
 
 void ck_dequantize_q8_0(const int8_t *q, const uint16_t *d, int rows, int cols, float *out) {
