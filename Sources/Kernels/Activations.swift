@@ -10,9 +10,17 @@ public enum Activation {
     /// out = silu(gate) ⊙ up — the SwiGLU of the Qwen2/Llama MLP.
     public static func swiglu(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int,
                               into out: UnsafeMutablePointer<Float>) {
+        // eight lanes at a time: a decode step's 18944 scalar expf calls cost about 2% of the step
         let ranges = splitRange(count, parts: count >= 1 << 16 ? Threading.count : 1, align: 8)
         parallelFor(ranges.count) { p in
-            for i in ranges[p] { let g = gate[i]; out[i] = g / (1 + Foundation.exp(-g)) * up[i] }
+            var i = ranges[p].lowerBound
+            let end = ranges[p].upperBound
+            while i + 8 <= end {
+                let g = load8(gate + i)
+                store8(g / (1 + exp8(-g)) * load8(up + i), out + i)
+                i += 8
+            }
+            while i < end { let g = gate[i]; out[i] = g / (1 + Foundation.exp(-g)) * up[i]; i += 1 }
         }
     }
 

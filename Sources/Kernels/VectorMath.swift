@@ -3,7 +3,11 @@
 /// for eʳ (relative error about 2e-7, the same order as float32 rounding).
 @inline(__always)
 public func exp8(_ x: SIMD8<Float>) -> SIMD8<Float> {
-    let clamped = x.clamped(lowerBound: SIMD8(repeating: -87.33654), upperBound: SIMD8(repeating: 88.72283))
+    // masked moves, not `clamped`: that one calls generic pointwiseMin/Max out of line
+    let lo = SIMD8<Float>(repeating: -87.33654), hi = SIMD8<Float>(repeating: 88.72283)
+    var clamped = x
+    clamped.replace(with: lo, where: x .< lo)
+    clamped.replace(with: hi, where: x .> hi)
     // n = round(x·log2 e) by the 1.5·2²³ trick: adding it leaves the rounded integer in the low
     // mantissa bits (Swift's generic SIMD rounding and Float→Int conversions are not vectorized)
     let magic = SIMD8<Float>(repeating: 12_582_912)
@@ -46,4 +50,21 @@ func expInPlace(_ x: UnsafeMutablePointer<Float>, count: Int, subtracting m: Flo
         for j in i..<count { x[j] = e[j - i]; s += e[j - i] }
     }
     return s
+}
+
+/// Index of the first largest element, the one a scalar `x[i] > x[best]` scan from 0 picks (NaNs never
+/// win; a NaN at 0 stays). Eight lanes: the greedy pick reads 152k logits every decode step.
+public func indexOfMax(_ x: UnsafeBufferPointer<Float>) -> Int {
+    guard x.count > 1, let p = x.baseAddress, !p[0].isNaN else { return 0 }
+    let n = x.count
+    var mv = SIMD8<Float>(repeating: p[0])
+    var i = 0
+    while i + 8 <= n { let v = load8(p + i); mv.replace(with: v, where: v .> mv); i += 8 }
+    var m = mv.max()
+    while i < n { if p[i] > m { m = p[i] }; i += 1 }
+    let m8 = SIMD8<Float>(repeating: m)
+    i = 0
+    while i + 8 <= n, !any(load8(p + i) .== m8) { i += 8 }
+    while p[i] != m { i += 1 }
+    return i
 }

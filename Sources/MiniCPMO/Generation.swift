@@ -202,7 +202,7 @@ public final class LanguageSession: @unchecked Sendable {
             if let at = hiddenAt, at >= start, at < end {
                 captured = Array(UnsafeBufferPointer(start: hidden.pointer + (at - start) * h, count: h))
             }
-            if end == tokens.count { logits = model.logits(hidden, rows: (end - start - 1)..<(end - start)).array }
+            if end == tokens.count { logits = model.logits(hidden, row: end - start - 1) }
             start = end
         }
         return (logits, common, captured)
@@ -212,7 +212,7 @@ public final class LanguageSession: @unchecked Sendable {
     public func step(_ token: Int) throws -> [Float] {
         let hidden = try model.forward(try model.embed([token]), tokens: 1, cache: cache)
         cachedKeys.append(Prompt.PositionKey(token: token, media: 0))
-        return model.logits(hidden, rows: 0..<1).array
+        return model.logits(hidden, row: 0)
     }
 }
 

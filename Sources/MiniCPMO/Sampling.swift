@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 
 /// Decoding parameters. Defaults are MiniCPM-o's `chat()` sampling defaults (spec §6.4).
 public struct SamplingParameters: Sendable, Equatable, Codable {
@@ -96,11 +97,7 @@ public struct Sampler: Sendable {
         return dist[dist.count - 1].0
     }
 
-    public static func argmax(_ l: [Float]) -> Int {
-        var best = 0
-        for i in 1..<max(l.count, 1) where l[i] > l[best] { best = i }
-        return best
-    }
+    public static func argmax(_ l: [Float]) -> Int { l.withUnsafeBufferPointer(indexOfMax) }
 
     static func softmax(_ x: [Float]) -> [Float] {
         guard let m = x.max() else { return [] }

@@ -121,6 +121,19 @@ public final class Qwen2Model: @unchecked Sendable {
         }
         return out
     }
+
+    /// logits [vocab] for one row, written straight into the returned array: a decode step would
+    /// otherwise allocate, fill and copy 600 KB for them.
+    public func logits(_ hidden: FloatBuffer, row: Int) -> [Float] {
+        let h = config.hiddenSize
+        precondition((row + 1) * h <= hidden.count, "logits: row \(row) out of range")
+        return withExtendedLifetime(hidden) {
+            Array(unsafeUninitializedCapacity: config.vocabSize) { out, n in
+                Linear.forward(hidden.pointer + row * h, tokens: 1, weight: lmHead, bias: nil, into: out.baseAddress!)
+                n = config.vocabSize
+            }
+        }
+    }
 }
 
 public enum ModelError: Error, CustomStringConvertible {

@@ -87,6 +87,36 @@ import Testing
             Activation.swiglu(gate: x, up: up, count: n, into: &sw)
             #expect(relErr(sw, zip(Naive.silu(x), up).map { $0 * $1 }) < 1e-5)
         }
+        // gates past exp's range: silu saturates to 0 and to the gate itself
+        let gates: [Float] = [-1000, -200, -89, -87.5, -20, -0.0, 0, 1e-30, 20, 87.5, 89, 200, 1000, 3]
+        var sw = [Float](repeating: .nan, count: gates.count)
+        Activation.swiglu(gate: gates, up: [Float](repeating: 2, count: gates.count), count: gates.count, into: &sw)
+        for (g, v) in zip(gates, sw) {
+            let want = 2 * g / (1 + Foundation.exp(-g))
+            #expect(abs(v - want) <= 1e-6 * max(1, abs(want)), "swiglu(\(g)) = \(v), want \(want)")
+        }
+    }
+
+    /// The greedy pick: the first of equal maxima, NaNs never chosen, any length (tails of the lanes).
+    @Test func indexOfMaxMatchesScalarScan() {
+        func scalar(_ l: [Float]) -> Int {
+            var best = 0
+            for i in 1..<max(l.count, 1) where l[i] > l[best] { best = i }
+            return best
+        }
+        var rng = SeededRNG(seed: 21)
+        var cases: [[Float]] = [[], [5], [.nan, 1, 2], [1, .nan, 3, .nan], [-.infinity, -.infinity],
+                                [-0.0, 0, 0], [0, -0.0], [1, 2, 3, 4, 5, 6, 7, 8, 9, 9]]
+        for n in [7, 8, 9, 15, 16, 17, 100, 151_936] {
+            var l = (0..<n).map { _ in Float(rng.int(0...50)) }  // many ties
+            cases.append(l)
+            l[rng.int(0...(n - 1))] = .nan
+            cases.append(l)
+            cases.append(rng.floats(n))
+        }
+        for l in cases {
+            #expect(l.withUnsafeBufferPointer(indexOfMax) == scalar(l), "\(l.prefix(12))")
+        }
     }
 
     @Test func ropeMatchesNaive() {

@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 
 /// How the TTS picks each frame's four codes (spec §5.4): logits / temperature[q]; after the BOS step a
 /// repetition penalty (off at 1.0), top-p then top-k (each keeping at least 3 classes); EOS forbidden
@@ -50,11 +51,7 @@ public struct CodeSampler: Sendable {
         }
     }
 
-    static func argmax(_ l: [Float]) -> Int {
-        var best = 0
-        for i in 1..<l.count where l[i] > l[best] { best = i }
-        return best
-    }
+    static func argmax(_ l: [Float]) -> Int { l.withUnsafeBufferPointer(indexOfMax) }
 
     mutating func draw(_ l: [Float]) -> Int {
         let m = l.max() ?? 0
