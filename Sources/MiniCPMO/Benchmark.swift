@@ -19,11 +19,14 @@ public struct BenchmarkResult: Sendable, Codable {
     public var decodeBytesPerToken: Int
     public var kvCacheBytes: Int
     public var peakRSSBytes: Int
-    /// Memory read ceiling around the decode runs, if asked for: the median over repeats of the better
-    /// of two probes, one right before and one right after each repeat's decode (shared machines drift).
+    /// Memory read ceiling during the decode runs, if asked for: a pass of a read probe after every
+    /// `probeInterval` decode steps; per repeat, the mean of the ceilings around each stretch of steps
+    /// weighted by its time (this machine's bandwidth changes from one second to the next); the median
+    /// over repeats.
     public var readBandwidth: Double?
-    /// Decode's read rate (decode tok/s × decodeBytesPerToken) as a fraction of the ceiling around the
-    /// same repeat: the median over repeats.
+    /// Decode's read rate as a fraction of that ceiling: per repeat, the weight bytes its steps read ÷
+    /// the bytes the ceiling would have read in the same time (probe passes not counted in either);
+    /// the median over repeats.
     public var decodeBandwidthFraction: Double?
     /// The multimodal encoders' timings, when the checkpoint has them.
     public var encoders: [EncoderTiming]?
@@ -41,6 +44,10 @@ public struct BenchmarkResult: Sendable, Codable {
 }
 
 public enum Benchmark {
+    /// Decode steps between two passes of the read probe (`measureBandwidth`): at 20–60 steps/s, a
+    /// few tenths of a second; the probe's two ~5 ms passes are not part of the decode's time.
+    public static let probeInterval = 16
+
     /// Each repeat prefills `promptTokens` random tokens into an empty cache (one pass, logits of the
     /// last token only), then decodes `genTokens` tokens greedily, one forward pass each.
     public static func run(_ model: MiniCPMOModel, promptTokens: Int, genTokens: Int, repeats: Int, chunk: Int = 512,
@@ -50,14 +57,10 @@ public enum Benchmark {
         let prompt = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(llm.config.vocabSize)) }
         let pool = llm.makeCachePool()
         var prefill: [Double] = [], ttft: [Double] = [], decode: [Double] = [], ceilings: [Double] = [], fractions: [Double] = []
-        // The probe's buffer must not count as the model's memory: the peak is noted before each probe
-        // and the high-water mark reset after it.
-        var peak = 0
-        let probe = { () -> Double in
-            peak = max(peak, peakRSS())
-            defer { resetPeakRSS() }
-            return KernelBenchmark.decodeCeilingProbe()
-        }
+        // Held for the whole run, so the model's peak is the process's less what the probe made resident.
+        let peakBefore = peakRSS(), before = residentBytes()
+        let probe = measureBandwidth && genTokens > 0 ? ReadProbe(bytes: 1 << 28) : nil
+        let probeResident = probe.map { p in residentBytes().flatMap { now in before.map { now - $0 } } ?? p.bytes } ?? 0
         var kvBytes = 0
         // one untimed warm-up pass faults the weights in
         _ = try LanguageSession(model: llm, pool: pool).prefill(Array(prompt.prefix(16)), chunk: chunk)
@@ -69,21 +72,35 @@ public enum Benchmark {
             let dt = Date().timeIntervalSince(t0)
             prefill.append(Double(promptTokens) / dt)
             ttft.append(dt)
-            let before = measureBandwidth && genTokens > 0 ? probe() : 0
-            let t1 = Date()
-            for _ in 0..<genTokens {
+            // stretches of decode steps, each timed alone and bracketed by probe passes
+            var decodeSeconds = 0.0, ceilingSeconds = 0.0  // Σ t and Σ t·ceiling (bytes)
+            var lastCeiling = probe?.best() ?? 0
+            var stretch = Date(), steps = 0
+            for s in 0..<genTokens {
                 logits = try session.step(token)
                 token = Sampler.argmax(logits)
+                steps += 1
+                if probe != nil && steps < Self.probeInterval && s < genTokens - 1 { continue }
+                let t = Date().timeIntervalSince(stretch)
+                decodeSeconds += t
+                if let probe {
+                    let c = probe.best()
+                    ceilingSeconds += t * (lastCeiling + c) / 2
+                    lastCeiling = c
+                }
+                steps = 0
+                stretch = Date()
             }
-            if genTokens > 0 { decode.append(Double(genTokens) / Date().timeIntervalSince(t1)) }
-            if measureBandwidth && genTokens > 0 {
-                let ceiling = max(before, probe())
-                ceilings.append(ceiling)
-                fractions.append(decode.last! * Double(llm.decodeBytesPerToken) / ceiling)
+            if genTokens > 0 { decode.append(Double(genTokens) / decodeSeconds) }
+            if probe != nil {
+                ceilings.append(ceilingSeconds / decodeSeconds)
+                fractions.append(Double(genTokens) * Double(llm.decodeBytesPerToken) / ceilingSeconds)
             }
             kvBytes = max(kvBytes, pool.pagesInUse * pool.bytesPerPage)
-            progress(String(format: "repeat %d: prefill %.2f tok/s, decode %.2f tok/s", r + 1, prefill.last!, decode.last ?? 0))
+            progress(String(format: "repeat %d: prefill %.2f tok/s, decode %.2f tok/s", r + 1, prefill.last!, decode.last ?? 0)
+                     + (fractions.count == r + 1 ? String(format: ", %.0f%% of %.1f GB/s", 100 * fractions[r], ceilings[r] / 1e9) : ""))
         }
+        let peak = max(peakBefore, peakRSS() - probeResident)
         let weights = llm.layers.first.map { Set($0.linearWeights.map(\.format.rawValue)).sorted().joined(separator: "+") } ?? "?"
         return BenchmarkResult(
             model: model.directory, weights: weights, threads: Threading.count, promptTokens: promptTokens,
@@ -91,7 +108,7 @@ public enum Benchmark {
             decodeTokensPerSecond: median(decode), timeToFirstTokenSeconds: median(ttft),
             prefillSamples: prefill, decodeSamples: decode, weightBytes: llm.weightBytes,
             decodeBytesPerToken: llm.decodeBytesPerToken, kvCacheBytes: kvBytes,
-            peakRSSBytes: max(peak, peakRSS()),
+            peakRSSBytes: peak,
             readBandwidth: ceilings.isEmpty ? nil : median(ceilings),
             decodeBandwidthFraction: fractions.isEmpty ? nil : median(fractions))
     }
@@ -102,10 +119,14 @@ public enum Benchmark {
         return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 
-    /// Starts the peak RSS over from the current RSS (Linux; elsewhere the probe's buffer counts).
-    static func resetPeakRSS() {
+    /// Resident set size of this process now (Linux; elsewhere nil).
+    static func residentBytes() -> Int? {
         #if os(Linux)
-        if let f = fopen("/proc/self/clear_refs", "w") { fputs("5", f); fclose(f) }
+        guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+              let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+        #else
+        return nil
         #endif
     }
 

@@ -3,50 +3,13 @@ import Foundation
 /// Memory read bandwidth and GEMV throughput: the ceilings decode is measured against.
 public enum KernelBenchmark {
     /// Streaming read bandwidth in bytes/s over `bytes` of memory with the current thread count: the
-    /// best of `repeats` passes (a ceiling; shared machines only ever lower it), each a SIMD sum.
+    /// best of `repeats` passes (a ceiling; shared machines only ever lower it).
     public static func memoryReadBandwidth(bytes: Int = 1 << 31, repeats: Int = 10) -> Double {
-        let count = bytes / 4
-        // The ceiling is the best read rate: on huge pages, like the quantized weights.
-        #if os(Linux)
-        let huge = HugePages.map(bytes)
-        let raw = huge ?? UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        defer { if huge != nil { HugePages.unmap(raw, bytes: bytes) } else { raw.deallocate() } }
-        #else
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        defer { raw.deallocate() }
-        #endif
-        let buf = (pointer: raw.bindMemory(to: Float.self, capacity: count), ())
-        let ranges = splitRange(count, parts: Threading.count, align: 64)
-        parallelFor(ranges.count) { p in  // touch every page first
-            for i in ranges[p] { buf.pointer[i] = 1 }
-        }
-        var samples: [Double] = []
-        let partial = UnsafeMutablePointer<Float>.allocate(capacity: ranges.count)
-        defer { partial.deallocate() }
-        for _ in 0..<repeats {
-            let t = Date()
-            parallelFor(ranges.count) { p in
-                let r = ranges[p]
-                var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-                let base = UnsafeRawPointer(buf.pointer + r.lowerBound)
-                var i = 0
-                let n = r.count
-                while i + 32 <= n {
-                    a0 += base.load(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
-                    a1 += base.load(fromByteOffset: 4 * (i + 8), as: SIMD8<Float>.self)
-                    a2 += base.load(fromByteOffset: 4 * (i + 16), as: SIMD8<Float>.self)
-                    a3 += base.load(fromByteOffset: 4 * (i + 24), as: SIMD8<Float>.self)
-                    i += 32
-                }
-                partial[p] = (a0 + a1 + a2 + a3).sum()
-            }
-            samples.append(Double(bytes) / Date().timeIntervalSince(t))
-        }
-        return samples.max()!
+        ReadProbe(bytes: bytes).best(of: repeats)
     }
 
-    /// The read ceiling measured right before and after each decode repeat: short enough (~0.1 s) that
-    /// the machine's state is the decode's.
+    /// A short (~0.1 s) ceiling measurement, for bracketing another engine's decode runs
+    /// (`minicpmo bench --bandwidth` alone); ours measures it during its own decode (Benchmark.run).
     public static func decodeCeilingProbe() -> Double { memoryReadBandwidth(bytes: 1 << 29, repeats: 3) }
 
     /// Bytes of weights streamed per second by a [rows, cols] GEMV in `format` (median of `repeats`).
@@ -81,4 +44,67 @@ final class FreeOnDeinit: @unchecked Sendable {
     let p: UnsafeMutablePointer<UInt16>
     init(_ p: UnsafeMutablePointer<UInt16>) { self.p = p }
     deinit { p.deallocate() }
+}
+
+/// A buffer every thread reads a share of with SIMD sums, the simplest stream there is: the read
+/// ceiling decode's weight streams are measured against. On huge pages, like the quantized weights;
+/// every page is touched once at creation, so the buffer stays resident (`bytes`) while it lives.
+public final class ReadProbe: @unchecked Sendable {
+    public let bytes: Int
+    private let raw: UnsafeMutableRawPointer
+    private let huge: Bool
+    private let ranges: [Range<Int>]
+    private let partial: UnsafeMutablePointer<Float>
+
+    public init(bytes: Int) {
+        self.bytes = bytes
+        #if os(Linux)
+        let mapped = HugePages.map(bytes)
+        #else
+        let mapped: UnsafeMutableRawPointer? = nil
+        #endif
+        huge = mapped != nil
+        raw = mapped ?? UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let count = bytes / 4
+        ranges = splitRange(count, parts: Threading.count, align: 64)
+        partial = .allocate(capacity: max(ranges.count, 1))
+        let buf = (pointer: raw.bindMemory(to: Float.self, capacity: count), ())
+        let ranges = ranges
+        parallelFor(ranges.count) { p in for i in ranges[p] { buf.pointer[i] = 1 } }
+    }
+
+    deinit {
+        #if os(Linux)
+        if huge { HugePages.unmap(raw, bytes: bytes) } else { raw.deallocate() }
+        #else
+        raw.deallocate()
+        #endif
+        partial.deallocate()
+    }
+
+    /// The better of `passes` reads: a ceiling, and shared machines only ever lower it.
+    public func best(of passes: Int = 2) -> Double { (0..<passes).map { _ in pass() }.max()! }
+
+    /// One read of the whole buffer on all threads, in bytes/s.
+    public func pass() -> Double {
+        let buf = (pointer: UnsafePointer(raw.assumingMemoryBound(to: Float.self)), partial: partial)
+        let ranges = ranges
+        let t = Date()
+        parallelFor(ranges.count) { p in
+            let r = ranges[p]
+            var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+            let base = UnsafeRawPointer(buf.pointer + r.lowerBound)
+            var i = 0
+            let n = r.count
+            while i + 32 <= n {
+                a0 += base.load(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+                a1 += base.load(fromByteOffset: 4 * (i + 8), as: SIMD8<Float>.self)
+                a2 += base.load(fromByteOffset: 4 * (i + 16), as: SIMD8<Float>.self)
+                a3 += base.load(fromByteOffset: 4 * (i + 24), as: SIMD8<Float>.self)
+                i += 32
+            }
+            buf.partial[p] = (a0 + a1 + a2 + a3).sum()
+        }
+        return Double(bytes) / Date().timeIntervalSince(t)
+    }
 }

@@ -24,7 +24,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Repeats (medians are reported).")
     var repeats: Int = 3
 
-    @Flag(name: .long, help: "Also measure the memory read ceiling around every decode repeat and report decode against it; without --model, only the ceiling (the same probe).")
+    @Flag(name: .long, help: "Also measure the memory read ceiling during decode (a probe pass every \(Benchmark.probeInterval) steps, not timed as decode) and report decode against it; without --model, only a short ceiling measurement.")
     var bandwidth = false
 
     @Flag(name: .long, help: "Only the multimodal encoders (works on a checkpoint without language-model weights).")
@@ -50,7 +50,7 @@ struct BenchCommand: ParsableCommand {
             }
             return
         }
-        if model == nil {  // --bandwidth alone: the ceiling probe that brackets each decode repeat
+        if model == nil {  // --bandwidth alone: a short ceiling measurement, to bracket another engine's runs
             runtime.apply()
             let bw = KernelBenchmark.decodeCeilingProbe()
             writeOut(json ? "{\"threads\":\(Threading.count),\"read_bandwidth_bytes_per_second\":\(bw)}\n"
@@ -93,9 +93,8 @@ struct BenchCommand: ParsableCommand {
                     r.decodeTokensPerSecond * Double(r.decodeBytesPerToken) / 1e9, r.timeToFirstTokenSeconds, Double(r.weightBytes) / 1e9,
                     Double(r.kvCacheBytes) / 1e6, Double(r.peakRSSBytes) / 1e9))
                 writeOut((r.encoders ?? []).map(encoderLine).joined())
-                if let bw = r.readBandwidth {
-                    let used = r.decodeTokensPerSecond * Double(r.decodeBytesPerToken)
-                    writeOut(String(format: "bandwidth    %.1f GB/s read ceiling; decode uses %.0f%%\n", bw / 1e9, 100 * used / bw))
+                if let bw = r.readBandwidth, let used = r.decodeBandwidthFraction {
+                    writeOut(String(format: "bandwidth    %.1f GB/s read ceiling during decode; decode uses %.0f%%\n", bw / 1e9, 100 * used))
                 }
             }
         } catch {
