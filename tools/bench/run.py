@@ -63,7 +63,8 @@ def gguf_files(d, args):
 
 
 def ceiling(threads):
-    """The read ceiling probe that `minicpmo bench --bandwidth` runs around each of its decode repeats."""
+    """A short read-ceiling measurement (`minicpmo bench --bandwidth` alone), taken before and after each llama.cpp
+    run; ours is probed during its own decode (every 16 steps)."""
     return json.loads(sh([BIN, "bench", "--bandwidth", "--threads", threads, "--json"]))["read_bandwidth_bytes_per_second"]
 
 
@@ -171,13 +172,13 @@ def cpu_name():
 
 def markdown(res):
     lines = ["| model | format | threads | ours pp (bf16 act.) | ours pp (f32) | llama.cpp pp | ratio | ours tg | "
-             "llama.cpp tg | ratio | ours tg GB/s (% of read ceiling in GB/s) | ceiling around llama.cpp (GB/s) | peak RSS / (weights + KV) |",
+             "llama.cpp tg | ratio | ours tg GB/s (% of the read ceiling during decode, GB/s) | ceiling around llama.cpp (GB/s) | peak RSS / (weights + KV) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["runs"]:
         if "ours" not in r:
             continue
         o, l = r["ours"], r["llama"]
-        # the fraction of the ceiling measured around each decode repeat, else of the run's ceiling
+        # the fraction of the ceiling measured during decode, else of the run's ceiling
         bw = o.get("read_bandwidth") or (res["bandwidth"][r["threads"]] if r["threads"] in res["bandwidth"]
                                          else res["bandwidth"][str(r["threads"])])
         streamed = o.get("streamed_bytes")
