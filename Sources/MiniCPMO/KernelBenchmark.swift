@@ -83,7 +83,7 @@ public final class ReadProbe: @unchecked Sendable {
     }
 
     /// The better of `passes` reads: a ceiling, and shared machines only ever lower it.
-    public func best(of passes: Int = 2) -> Double { (0..<passes).map { _ in pass() }.max()! }
+    public func best(of passes: Int) -> Double { (0..<passes).map { _ in pass() }.max()! }
 
     /// One read of the whole buffer on all threads, in bytes/s.
     public func pass() -> Double {
