@@ -4,9 +4,9 @@
 #define CK_AVX2 1
 #endif
 
-// Key and value rows of a long context live in memory, one head's slice of each row at a stride of
-// all kv heads: a strided stream the hardware prefetcher follows poorly. Each loop prefetches the row
-// PF positions ahead.
+// Key and value rows of a long context live in memory. A paged cache keeps one head's rows back to back
+// within a page, but pages lie anywhere: each loop prefetches the row PF positions ahead, which carries
+// the stream across page boundaries (and across the strides of position-major rows).
 #define PF 8
 
 static inline void prefetch_row(const float *row, int hd) {

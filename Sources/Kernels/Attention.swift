@@ -1,42 +1,61 @@
 import CKernels
 
-/// Key or value rows of one layer, stored in fixed-size pages (a paged KV cache) or contiguously.
-/// Row `pos` holds `rowStride` floats: kvHeads × headDim.
+/// Key or value vectors of one layer, in fixed-size pages (a paged KV cache) or contiguous. The vector
+/// of position `pos` and kv head `h` (headDim floats) starts at
+///   pages[pos / pageSize] + (pos % pageSize)·positionStride + h·headStride.
+/// A paged cache stores each page head-major (one head's positions back to back), so decode attention
+/// reads every head as one sequential stream; rows as a projection writes them are position-major.
 public struct KVRows: @unchecked Sendable {
     public let pages: [UnsafeMutablePointer<Float>]
     public let pageSize: Int
-    public let rowStride: Int
+    public let positionStride: Int
+    public let headStride: Int
 
-    public init(pages: [UnsafeMutablePointer<Float>], pageSize: Int, rowStride: Int) {
+    public init(pages: [UnsafeMutablePointer<Float>], pageSize: Int, positionStride: Int, headStride: Int) {
         self.pages = pages
         self.pageSize = pageSize
-        self.rowStride = rowStride
+        self.positionStride = positionStride
+        self.headStride = headStride
     }
 
-    /// Rows stored back to back.
-    public init(contiguous base: UnsafeMutablePointer<Float>, rowStride: Int) {
-        self.init(pages: [base], pageSize: Int.max, rowStride: rowStride)
+    /// Pages of `pageSize` positions, each page [heads][pageSize][headDim].
+    public init(headMajorPages pages: [UnsafeMutablePointer<Float>], pageSize: Int, headDim: Int) {
+        self.init(pages: pages, pageSize: pageSize, positionStride: headDim, headStride: pageSize * headDim)
+    }
+
+    /// Rows of [heads × headDim] back to back.
+    public init(contiguous base: UnsafeMutablePointer<Float>, heads: Int, headDim: Int) {
+        self.init(pages: [base], pageSize: Int.max, positionStride: heads * headDim, headStride: headDim)
     }
 
     @inline(__always)
-    public func row(_ pos: Int) -> UnsafeMutablePointer<Float> {
-        pages[pos / pageSize] + (pos % pageSize) * rowStride
+    public func vector(_ pos: Int, head: Int) -> UnsafeMutablePointer<Float> {
+        pages[pos / pageSize] + (pos % pageSize) * positionStride + head * headStride
     }
 
-    /// `body` gets row addresses that do not touch the page array's reference count: in a loop over
-    /// thousands of rows on several threads, that shared count costs more than the arithmetic.
+    /// Stores position `pos` from a row [heads × headDim] as the k or v projection writes it.
+    public func store(_ pos: Int, row: UnsafePointer<Float>, heads: Int, headDim: Int) {
+        for h in 0..<heads { vector(pos, head: h).update(from: row + h * headDim, count: headDim) }
+    }
+
+    /// `body` gets vector addresses that do not touch the page array's reference count: in a loop over
+    /// thousands of positions on several threads, that shared count costs more than the arithmetic.
     @inline(__always)
-    func withAddresses<R>(_ body: (RowAddresses) throws -> R) rethrows -> R {
-        try pages.withUnsafeBufferPointer { try body(RowAddresses(pages: $0, pageSize: pageSize, rowStride: rowStride)) }
+    func withAddresses<R>(_ body: (VectorAddresses) throws -> R) rethrows -> R {
+        try pages.withUnsafeBufferPointer {
+            try body(VectorAddresses(pages: $0, pageSize: pageSize, positionStride: positionStride, headStride: headStride))
+        }
     }
 }
 
-struct RowAddresses: @unchecked Sendable {
+struct VectorAddresses: @unchecked Sendable {
     let pages: UnsafeBufferPointer<UnsafeMutablePointer<Float>>
-    let pageSize: Int, rowStride: Int
+    let pageSize: Int, positionStride: Int, headStride: Int
 
     @inline(__always)
-    func callAsFunction(_ pos: Int) -> UnsafeMutablePointer<Float> { pages[pos / pageSize] + (pos % pageSize) * rowStride }
+    func callAsFunction(_ pos: Int, head: Int) -> UnsafeMutablePointer<Float> {
+        pages[pos / pageSize] + (pos % pageSize) * positionStride + head * headStride
+    }
 }
 
 /// Grouped-query scaled dot-product attention.
@@ -87,8 +106,8 @@ public enum Attention {
                             let qv = q + t * qStride + kvh * group * hd, o = out + t * qStride + kvh * group * hd
                             let visible = causal ? min(kvLength, queryStart + t + 1) : kvLength
                             for j in 0..<visible {
-                                rows[j] = UnsafePointer(keyRow(j) + kvh * hd)
-                                rows[n + j] = UnsafePointer(valueRow(j) + kvh * hd)
+                                rows[j] = UnsafePointer(keyRow(j, head: kvh))
+                                rows[n + j] = UnsafePointer(valueRow(j, head: kvh))
                             }
                             ck_attn_scores(qv, Int32(group), Int32(hd), rows, Int32(visible), shape.scale, s, Int32(n))
                             for g in 0..<group {

@@ -73,7 +73,7 @@ public final class Qwen2Model: @unchecked Sendable {
     }
 
     public func makeCachePool(pageSize: Int = 32, maxPages: Int? = nil) -> KVPagePool {
-        KVPagePool(layers: config.numHiddenLayers, rowStride: config.numKeyValueHeads * config.headDim,
+        KVPagePool(layers: config.numHiddenLayers, kvHeads: config.numKeyValueHeads, headDim: config.headDim,
                    pageSize: pageSize, maxPages: maxPages)
     }
 
@@ -223,8 +223,8 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
         rope.apply(s.q.pointer, tokens: tokens, heads: shape.heads, cos: cos, sin: sin)
         rope.apply(s.k.pointer, tokens: tokens, heads: shape.kvHeads, cos: cos, sin: sin)
         for (t, p) in positions.enumerated() {
-            keys.row(p).update(from: s.k.pointer + t * kvd, count: kvd)
-            values.row(p).update(from: s.v.pointer + t * kvd, count: kvd)
+            keys.store(p, row: s.k.pointer + t * kvd, heads: shape.kvHeads, headDim: shape.headDim)
+            values.store(p, row: s.v.pointer + t * kvd, heads: shape.kvHeads, headDim: shape.headDim)
         }
         Attention.forward(q: s.q.pointer, tokens: tokens, queryStart: positions[0], shape: shape, keys: keys,
                           values: values, kvLength: kvLength, causal: causal, mask: mask, into: s.attn.pointer)

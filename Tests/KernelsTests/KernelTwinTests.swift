@@ -156,16 +156,25 @@ import Testing
             }
             let ref = Naive.attention(q: q, k: k, v: v, tokens: tokens, queryStart: past, kvLength: kvLen, shape: shape,
                                       causal: causal, mask: mask)
-            // Paged storage with an odd page size must give the same result as contiguous rows.
-            for pageSize in [kvLen, 3, 7] {
-                let stride = kvHeads * hd
-                let pages = (0..<((kvLen + pageSize - 1) / pageSize)).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: pageSize * stride) }
+            // Head-major pages of odd sizes must give the same result as contiguous position-major rows.
+            let stride = kvHeads * hd
+            let kc = UnsafeMutablePointer<Float>.allocate(capacity: kvLen * stride), vc = UnsafeMutablePointer<Float>.allocate(capacity: kvLen * stride)
+            defer { kc.deallocate(); vc.deallocate() }
+            for pageSize in [0, kvLen, 3, 7] {  // 0: contiguous rows
+                let count = pageSize == 0 ? 0 : (kvLen + pageSize - 1) / pageSize
+                let pages = (0..<count).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: pageSize * stride) }
                 let vpages = pages.map { _ in UnsafeMutablePointer<Float>.allocate(capacity: pageSize * stride) }
                 defer { (pages + vpages).forEach { $0.deallocate() } }
-                let keys = KVRows(pages: pages, pageSize: pageSize, rowStride: stride)
-                let values = KVRows(pages: vpages, pageSize: pageSize, rowStride: stride)
+                let keys = pageSize == 0 ? KVRows(contiguous: kc, heads: kvHeads, headDim: hd)
+                    : KVRows(headMajorPages: pages, pageSize: pageSize, headDim: hd)
+                let values = pageSize == 0 ? KVRows(contiguous: vc, heads: kvHeads, headDim: hd)
+                    : KVRows(headMajorPages: vpages, pageSize: pageSize, headDim: hd)
                 for j in 0..<kvLen {
-                    for d in 0..<stride { keys.row(j)[d] = k[j * stride + d]; values.row(j)[d] = v[j * stride + d] }
+                    k.withUnsafeBufferPointer { keys.store(j, row: $0.baseAddress! + j * stride, heads: kvHeads, headDim: hd) }
+                    v.withUnsafeBufferPointer { values.store(j, row: $0.baseAddress! + j * stride, heads: kvHeads, headDim: hd) }
+                }
+                if pageSize > 1 && kvHeads > 1 && kvLen > 1 {  // the layout is head-major: head 1 follows head 0's positions
+                    #expect(keys.vector(0, head: 1) == pages[0] + pageSize * hd)
                 }
                 var out = [Float](repeating: .nan, count: q.count)
                 if let mask {

@@ -257,8 +257,8 @@ public final class ConditionalChatTTS: @unchecked Sendable {
             cos.withUnsafeBufferPointer { c in
                 sin.withUnsafeBufferPointer { s in
                     layer.forward(x.pointer, tokens: n, positions: positions, cos: c.baseAddress!, sin: s.baseAddress!, rope: rope,
-                                  shape: shape, keys: KVRows(contiguous: ctx.keys[i].pointer, rowStride: d),
-                                  values: KVRows(contiguous: ctx.values[i].pointer, rowStride: d), kvLength: kvLength,
+                                  shape: shape, keys: KVRows(contiguous: ctx.keys[i].pointer, heads: shape.kvHeads, headDim: shape.headDim),
+                                  values: KVRows(contiguous: ctx.values[i].pointer, heads: shape.kvHeads, headDim: shape.headDim), kvLength: kvLength,
                                   mask: mask, causal: causal, scratch: scratch)
                 }
             }
