@@ -19,8 +19,8 @@ public struct BenchmarkResult: Sendable, Codable {
     public var decodeBytesPerToken: Int
     public var kvCacheBytes: Int
     public var peakRSSBytes: Int
-    /// Memory read ceiling during the decode runs, if asked for: a pass of a read probe after every
-    /// `probeInterval` decode steps; per repeat, the mean of the ceilings around each stretch of steps
+    /// Memory read ceiling during the decode runs, if asked for: the read probe (best of three passes)
+    /// after every `probeInterval` decode steps; per repeat, the mean of the ceilings around each stretch of steps
     /// weighted by its time (this machine's bandwidth changes from one second to the next); the median
     /// over repeats.
     public var readBandwidth: Double?
@@ -44,8 +44,8 @@ public struct BenchmarkResult: Sendable, Codable {
 }
 
 public enum Benchmark {
-    /// Decode steps between two passes of the read probe (`measureBandwidth`): at 20–60 steps/s, a
-    /// few tenths of a second; the probe's three ~5 ms passes (the best counts, as in
+    /// Decode steps between two measurements of the read ceiling (`measureBandwidth`): at 20–60 steps/s,
+    /// a few tenths of a second; the probe's three ~5 ms passes (the best counts, as in
     /// `KernelBenchmark.memoryReadBandwidth`) are not part of the decode's time.
     public static let probeInterval = 16
 
@@ -61,7 +61,8 @@ public enum Benchmark {
         // Held for the whole run, so the model's peak is the process's less what the probe made resident.
         let peakBefore = peakRSS(), before = residentBytes()
         let probe = measureBandwidth && genTokens > 0 ? ReadProbe(bytes: 1 << 28) : nil
-        let probeResident = probe.map { p in residentBytes().flatMap { now in before.map { now - $0 } } ?? p.bytes } ?? 0
+        let probeResident: Int
+        if probe != nil, let before, let now = residentBytes() { probeResident = now - before } else { probeResident = probe?.bytes ?? 0 }
         var kvBytes = 0
         // one untimed warm-up pass faults the weights in
         _ = try LanguageSession(model: llm, pool: pool).prefill(Array(prompt.prefix(16)), chunk: chunk)
