@@ -29,9 +29,7 @@ public struct KVRows: @unchecked Sendable {
     }
 
     @inline(__always)
-    public func vector(_ pos: Int, head: Int) -> UnsafeMutablePointer<Float> {
-        pages[pos / pageSize] + (pos % pageSize) * positionStride + head * headStride
-    }
+    public func vector(_ pos: Int, head: Int) -> UnsafeMutablePointer<Float> { withAddresses { $0(pos, head: head) } }
 
     /// Stores position `pos` from a row [heads × headDim] as the k or v projection writes it.
     public func store(_ pos: Int, row: UnsafePointer<Float>, heads: Int, headDim: Int) {

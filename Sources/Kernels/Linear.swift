@@ -72,9 +72,9 @@ public enum Linear {
             if quantized.count == items.count { return }
         }
         // quantized items are done: they take no rows here
-        let cols = items.first?.weight.cols ?? 1
+        let cols = max(items.first?.weight.cols ?? 1, 1)
         let parts = guidedParts(items.map { $0.weight.format.isQuantized ? 0 : $0.weight.rows }, threads: Threading.count,
-                                align: 4, minimum: max(4, (1 << 16) / max(cols, 1)))
+                                align: 4, minimum: max(4, (1 << 16) / cols))
         parallelFor(parts.count) { p in
             let (i, r) = parts[p]
             let w = items[i].weight, y = items[i].out
