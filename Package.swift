@@ -27,6 +27,13 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.0"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
@@ -51,8 +58,21 @@ let package = Package(
         .target(name: "Text", dependencies: ["CZlib"], swiftSettings: fastMath),
         .target(name: "Models", dependencies: ["Kernels", "Weights"], swiftSettings: fastMath),
         .target(name: "MiniCPMO", dependencies: ["Kernels", "Weights", "Text", "Models", "Media"], swiftSettings: fastMath),
+        // Scheduling, sessions and caches between the library and its front ends.
+        .target(name: "Runtime", dependencies: ["MiniCPMO", "Media"], swiftSettings: fastMath),
+        // The OpenAI-compatible HTTP API.
+        .target(name: "Server", dependencies: [
+            "Runtime", "MiniCPMO", "Media",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "MultipartKit", package: "multipart-kit"),
+        ]),
         .executableTarget(name: "MiniCPMOCLI", dependencies: [
-            "MiniCPMO",
+            "MiniCPMO", "Runtime", "Server",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "TestSupport"], swiftSettings: fastMath),
@@ -62,6 +82,10 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "MiniCPMO", "TestSupport"], swiftSettings: fastMath),
         .testTarget(name: "MiniCPMOTests", dependencies: ["MiniCPMO", "TestSupport"], swiftSettings: fastMath),
+        .testTarget(name: "ServerTests", dependencies: [
+            "Server", "Runtime", "Media", "TestSupport",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
         .testTarget(name: "CLITests", dependencies: ["Weights", "Media", "MiniCPMOCLI", "TestSupport"], swiftSettings: fastMath),
     ]
 )

@@ -157,6 +157,17 @@ public final class LanguageSession: @unchecked Sendable {
         cachedKeys = []
     }
 
+    /// Positions cached now whose inputs (tokens, and media by content) equal the prompt's first ones.
+    public func reusableLength(for prompt: Prompt) -> Int {
+        commonPrefix(prompt.positionKeys)
+    }
+
+    func commonPrefix(_ keys: [Prompt.PositionKey]) -> Int {
+        var common = 0
+        while common < min(keys.count, cachedKeys.count) && keys[common] == cachedKeys[common] { common += 1 }
+        return common
+    }
+
     /// Makes the cache hold `tokens` and returns the logits after the last one, reusing the longest
     /// cached prefix. Returns the number of reused tokens too.
     public func prefill(_ tokens: [Int], chunk: Int) throws -> (logits: [Float], reused: Int) {
@@ -177,8 +188,7 @@ public final class LanguageSession: @unchecked Sendable {
         let h = model.config.hiddenSize
         try prompt.validate(hidden: h)
         let keys = prompt.positionKeys
-        var common = 0
-        while common < min(keys.count, cachedKeys.count) && keys[common] == cachedKeys[common] { common += 1 }
+        var common = commonPrefix(keys)
         common = min(common, tokens.count - 1)  // the last token must run to produce logits
         if let at = hiddenAt, at >= 0, at < tokens.count { common = min(common, at) }
         var captured: [Float]?

@@ -153,11 +153,12 @@ extension MiniCPMOModel {
 }
 
 /// FNV-1a, 64-bit: a stable content key (Swift's Hasher is seeded per process).
-struct Hasher64 {
-    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
-    mutating func add(_ v: UInt64) { withUnsafeBytes(of: v) { add(bytes: $0) } }
-    mutating func add(_ bytes: [UInt8]) { bytes.withUnsafeBytes { add(bytes: $0) } }
-    mutating func add(bytes: UnsafeRawBufferPointer) {
+public struct Hasher64 {
+    public private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    public init() {}
+    public mutating func add(_ v: UInt64) { withUnsafeBytes(of: v) { add(bytes: $0) } }
+    public mutating func add(_ bytes: [UInt8]) { bytes.withUnsafeBytes { add(bytes: $0) } }
+    public mutating func add(bytes: UnsafeRawBufferPointer) {
         var h = value
         for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         value = h

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Media
 import MiniCPMO
+import Runtime
 
 struct ChatCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -93,7 +94,7 @@ struct ChatCommand: ParsableCommand {
                     try StreamingSpeaker(model: loaded, options: speech, directory: ($0 as NSString).appendingPathComponent("turn-\(turn)"))
                 }
                 if speech.enabled {
-                    options.captureHiddenAt = try speakerPosition(ids, tokenizer: generator.tokenizer)
+                    options.captureHiddenAt = try ids.speakerPosition(tokenizer: generator.tokenizer)
                     if let streaming { options.onCapturedHidden = { streaming.start(hidden: $0) } }
                 }
                 let result = try generator.generate(prompt: ids, session: session, options: options) { piece in

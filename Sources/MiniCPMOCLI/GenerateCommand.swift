@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Media
 import MiniCPMO
+import Runtime
 
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -61,7 +62,7 @@ struct GenerateCommand: ParsableCommand {
             let streaming = try speech.streamSpeech.map { try StreamingSpeaker(model: loaded, options: speech, directory: $0) }
             if speech.enabled {
                 _ = try loaded.speech()  // fail early, before generating, if the checkpoint cannot speak
-                options.captureHiddenAt = try speakerPosition(ids, tokenizer: generator.tokenizer)
+                options.captureHiddenAt = try ids.speakerPosition(tokenizer: generator.tokenizer)
                 if let streaming { options.onCapturedHidden = { streaming.start(hidden: $0) } }
             }
             let session = LanguageSession(model: loaded.llm)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MiniCPMO
+import Runtime
 
 /// Sampling and stopping flags shared by `generate` and `chat`. Defaults are MiniCPM-o's chat defaults.
 struct SamplingOptions: ParsableArguments {
@@ -119,7 +120,7 @@ enum Task: String, ExpressibleByArgument, CaseIterable {
 
     var prompt: String {
         switch self {
-        case .transcribe: return "Please listen to the audio snippet carefully and transcribe the content."
+        case .transcribe: return TaskPrompt.transcribe
         }
     }
 }

@@ -3,12 +3,12 @@ import Foundation
 import MiniCPMO
 
 @main
-struct MiniCPMOCommand: ParsableCommand {
+struct MiniCPMOCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "minicpmo",
         abstract: "MiniCPM-o 2.6 inference on the CPU.",
         subcommands: [GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, BenchCommand.self,
-                      QuantizeCommand.self, ProbeCommand.self])
+                      QuantizeCommand.self, ProbeCommand.self, ServeCommand.self])
 }
 
 /// Messages for people go to stderr; stdout carries only results.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Media
 import MiniCPMO
+import Runtime
 
 /// Flags for spoken answers, shared by `generate` and `chat`.
 struct SpeechOptions: ParsableArguments {
@@ -42,24 +43,21 @@ struct SpeechOptions: ParsableArguments {
 
     enum VoiceMode: String, ExpressibleByArgument, CaseIterable { case assistant, roleplay, `default` }
 
-    /// The turn that opens the conversation (get_sys_prompt of spec §6.2, sent with role user like the
-    /// reference): voice cloning from a recording, role-play, the built-in voice, or the default prompt.
+    /// The turn that opens the conversation: voice cloning from a recording, role-play, the built-in
+    /// voice, or the default prompt.
     func voiceMessage(model: MiniCPMOModel) throws -> MultimodalMessage? {
         let mode = voiceMode ?? (voice != nil ? .assistant : nil)
         switch (mode, voice) {
-        case (nil, _):
+        case (nil, _), (.roleplay?, nil):  // the latter is refused by validate()
             return nil
         case (.default?, _):
-            return .user([.text("You are a helpful assistant. You can accept audio and text input and output voice and text.")])
+            return VoicePrompt.generalAssistant.message
         case (.assistant?, nil):
-            return .user([.text("Use the <reserved_53> voice."), .text("As an assistant, you will speak using this voice style.")])
-        case let (.assistant?, path?), let (.roleplay?, path?):
-            let clip = try encodeAudioFile(path, model: model)
-            let suffix = mode == .roleplay ? "Try to role-play the character based on the audio prompt above."
-                                           : "As an assistant, you will speak using this voice style."
-            return .user([.text("Clone the voice in the provided audio prompt."), .audio(clip), .text(suffix)])
-        case (.roleplay?, nil):
-            return nil  // refused by validate()
+            return VoicePrompt.builtIn.message
+        case let (.assistant?, path?):
+            return VoicePrompt.clone(try encodeAudioFile(path, model: model)).message
+        case let (.roleplay?, path?):
+            return VoicePrompt.rolePlay(try encodeAudioFile(path, model: model)).message
         }
     }
 
@@ -87,12 +85,6 @@ func speak(_ result: GenerationResult, model: MiniCPMOModel, tokenizer: Qwen2Tok
     note(String(format: "[speech %@: %.2f s of audio, %d frames, in %.2f s (%.2fx real time)]", path, output.seconds,
                 output.codes.count, dt, output.seconds / max(dt, 1e-9)))
     return (output, path)
-}
-
-/// Where the speaker vector comes from: the last `<|spk|>` of the prompt.
-func speakerPosition(_ prompt: Prompt, tokenizer: Qwen2Tokenizer) throws -> Int {
-    guard let spk = tokenizer.id(of: "<|spk|>"), let at = prompt.tokens.lastIndex(of: spk) else { throw SpeechError.noSpeakerPosition }
-    return at
 }
 
 /// A speech stream fed by the answer's text as it is written (`--stream-speech DIR`).

@@ -1,0 +1,146 @@
+import Foundation
+
+/// Response bodies, in OpenAI's field names.
+struct Usage: Encodable {
+    var promptTokens: Int
+    var completionTokens: Int
+    var totalTokens: Int { promptTokens + completionTokens }
+    var cachedTokens: Int
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(promptTokens, forKey: .promptTokens)
+        try c.encode(completionTokens, forKey: .completionTokens)
+        try c.encode(totalTokens, forKey: .totalTokens)
+        try c.encode(Details(cachedTokens: cachedTokens), forKey: .details)
+    }
+    struct Details: Encodable {
+        var cachedTokens: Int
+        enum CodingKeys: String, CodingKey { case cachedTokens = "cached_tokens" }
+    }
+    enum CodingKeys: String, CodingKey {
+        case promptTokens = "prompt_tokens", completionTokens = "completion_tokens", totalTokens = "total_tokens"
+        case details = "prompt_tokens_details"
+    }
+}
+
+struct AudioPayload: Encodable {
+    var id: String
+    var data: String?
+    var transcript: String?
+    var expiresAt: Int?
+    enum CodingKeys: String, CodingKey { case id, data, transcript, expiresAt = "expires_at" }
+}
+
+struct ChatCompletion: Encodable {
+    var id: String
+    var object = "chat.completion"
+    var created: Int
+    var model: String
+    var choices: [Choice]
+    var usage: Usage
+    var systemFingerprint: String
+
+    struct Choice: Encodable {
+        var index = 0
+        var message: Message
+        var finishReason: String
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(index, forKey: .index)
+            try c.encode(message, forKey: .message)
+            try c.encodeNil(forKey: .logprobs)
+            try c.encode(finishReason, forKey: .finishReason)
+        }
+        enum CodingKeys: String, CodingKey { case index, message, logprobs, finishReason = "finish_reason" }
+    }
+    struct Message: Encodable {
+        var role = "assistant"
+        var content: String?
+        var audio: AudioPayload?
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(role, forKey: .role)
+            try c.encode(content, forKey: .content)  // null with audio, as OpenAI sends it
+            try c.encodeIfPresent(audio, forKey: .audio)
+        }
+        enum CodingKeys: String, CodingKey { case role, content, audio }
+    }
+    enum CodingKeys: String, CodingKey {
+        case id, object, created, model, choices, usage, systemFingerprint = "system_fingerprint"
+    }
+}
+
+struct ChatCompletionChunk: Encodable {
+    var id: String
+    var object = "chat.completion.chunk"
+    var created: Int
+    var model: String
+    var choices: [Choice]
+    var usage: Usage?
+    var systemFingerprint: String
+
+    struct Choice: Encodable {
+        var index = 0
+        var delta: Delta
+        var finishReason: String?
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(index, forKey: .index)
+            try c.encode(delta, forKey: .delta)
+            try c.encodeNil(forKey: .logprobs)
+            try c.encode(finishReason, forKey: .finishReason)
+        }
+        enum CodingKeys: String, CodingKey { case index, delta, logprobs, finishReason = "finish_reason" }
+    }
+    struct Delta: Encodable {
+        var role: String?
+        var content: String?
+        var audio: AudioPayload?
+    }
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(object, forKey: .object)
+        try c.encode(created, forKey: .created)
+        try c.encode(model, forKey: .model)
+        try c.encode(choices, forKey: .choices)
+        try c.encode(systemFingerprint, forKey: .systemFingerprint)
+        if let usage { try c.encode(usage, forKey: .usage) } else if choices.isEmpty { try c.encodeNil(forKey: .usage) }
+    }
+    enum CodingKeys: String, CodingKey {
+        case id, object, created, model, choices, usage, systemFingerprint = "system_fingerprint"
+    }
+}
+
+struct ModelList: Encodable {
+    var object = "list"
+    var data: [ModelInfo]
+}
+
+struct ModelInfo: Encodable {
+    var id: String
+    var object = "model"
+    var created: Int
+    var ownedBy = "minicpmo"
+    enum CodingKeys: String, CodingKey { case id, object, created, ownedBy = "owned_by" }
+}
+
+struct Transcription: Encodable { var text: String }
+
+struct VoiceInfo: Encodable {
+    var id: String
+    var object = "voice"
+    var created: Int
+    var seconds: Double
+}
+
+struct VoiceList: Encodable {
+    var object = "list"
+    var data: [VoiceInfo]
+}
+
+struct HealthBody: Encodable {
+    var status: String
+    var message: String?
+}
