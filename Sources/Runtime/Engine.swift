@@ -204,8 +204,10 @@ public final class Engine: @unchecked Sendable {
             }
         }
         let session = prefixes.checkout(for: prompt)
+        var keep = false
         defer {
-            prefixes.checkin(session)
+            // a cancelled or failed request gives its pages back at once; a finished one is kept for reuse
+            if keep { prefixes.checkin(session) } else { session.reset() }
             updateStats()
         }
         var written = ""
@@ -220,6 +222,7 @@ public final class Engine: @unchecked Sendable {
         }
         updateStats(hit: result.timings.cachedTokens > 0)
         if result.finishReason == .cancelled || cancelled() { throw RuntimeError.cancelled }
+        keep = true
         var outcome = ChatOutcome(result: result)
         if let speech = job.speech {
             outcome.spokenText = SpeechModel.spokenText(result.tokenIds, tokenizer: generator.tokenizer)

@@ -88,7 +88,8 @@ extension MiniCPMOServer {
             guard let v = Float(t), v >= 0, v <= 2 else { throw APIError.invalid("'temperature' must be a number between 0 and 2", param: "temperature") }
             if v > 0 { sampling = SamplingParameters(temperature: v) }
         }
-        var options = GenerationOptions(sampling: sampling, maxTokens: 1024)
+        // Whisper's own cap on a transcript's length
+        var options = GenerationOptions(sampling: sampling, maxTokens: 448)
         options.prefillChunk = configuration.prefillChunk
         let job = ChatJob(messages: [ChatInput(role: .user, parts: [.text(TaskPrompt.transcribe), .audio(file.data)])], options: options)
         let text = try await complete(job, endpoint: "transcriptions", context: context).result.text
@@ -111,7 +112,8 @@ extension MiniCPMOServer {
         let format = try audioFormat(r.responseFormat ?? "wav", param: "response_format")
         if let s = r.speed, s != 1 { throw APIError.invalid("only speed 1 is supported", param: "speed") }
         let voice = try self.voice(r.voice ?? "default", param: "voice") { .voiceCloning($0) }
-        var options = GenerationOptions(sampling: .greedy, maxTokens: 2048)
+        // reading aloud repeats the input: a budget of twice its length keeps a runaway answer short
+        var options = GenerationOptions(sampling: .greedy, maxTokens: 2 * r.input.utf8.count / 3 + 32)
         options.prefillChunk = configuration.prefillChunk
         let job = ChatJob(messages: [ChatInput(role: .user, parts: [.text(TaskPrompt.readAloud), .text(r.input)])], options: options,
                           speech: SpeechRequest(voice: voice, streaming: false))

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import Runtime
 import ServiceLifecycle
+import Synchronization
 
 public struct ServerConfiguration: Sendable {
     public var host = "127.0.0.1"
@@ -49,6 +50,7 @@ public final class MiniCPMOServer: Sendable {
     let load: @Sendable () throws -> any RequestScheduler
     let fingerprint = "minicpmo-swift"
     let created = Int(Date().timeIntervalSince1970)
+    private let running = Mutex<ServiceGroup?>(nil)
 
     /// - load: builds the scheduler (loading the model); runs on a thread of its own.
     public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "minicpmo.server"),
@@ -67,12 +69,19 @@ public final class MiniCPMOServer: Sendable {
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "minicpmo"),
             onServerRunning: { channel in await onReady(channel.localAddress?.port ?? 0) },
             logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        running.withLock { $0 = group }
         startLoading()
         var failure: Error?
-        do { try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint]) } catch { failure = error }
+        do { try await group.run() } catch { failure = error }
         if case let .ready(s) = state.current { s.shutdown() }
         try? await remoteMedia?.client.shutdown()
         if let failure { throw failure }
+    }
+
+    /// Stops as SIGTERM does: no new connections, open requests finish.
+    public func shutdown() async {
+        await running.withLock { $0 }?.triggerGracefulShutdown()
     }
 
     func startLoading() {
