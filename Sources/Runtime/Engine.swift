@@ -153,7 +153,10 @@ public final class Engine: @unchecked Sendable {
         return try clips.value(for: contentKey(bytes)) {
             let samples: [Float]
             do { samples = try WAVDecoder().load16k(data) } catch { throw RuntimeError.badMedia("the audio could not be decoded: \(error)") }
-            guard !samples.isEmpty else { throw RuntimeError.badMedia("the audio holds no samples") }
+            // a clip too short for one audio token would vanish from the prompt without a trace
+            guard AudioPlaceholder.tokens(samples: samples.count) > 0 else {
+                throw RuntimeError.badMedia(String(format: "the audio is too short to encode (%.1f ms)", Double(samples.count) / 16))
+            }
             return try model.encodeAudio(samples16k: samples)
         }
     }
