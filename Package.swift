@@ -86,6 +86,9 @@ let package = Package(
             "Server", "Runtime", "Media", "TestSupport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
-        .testTarget(name: "CLITests", dependencies: ["Weights", "Media", "MiniCPMOCLI", "TestSupport"], swiftSettings: fastMath),
+        .testTarget(name: "CLITests", dependencies: [
+            "Weights", "Media", "MiniCPMOCLI", "TestSupport",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ], swiftSettings: fastMath),
     ]
 )

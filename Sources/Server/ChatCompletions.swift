@@ -12,6 +12,7 @@ struct ChatPlan {
     var stream: Bool
     var includeUsage: Bool
     var audioFormat: AudioFormat?
+    var returnTokenIds = false
 
     enum AudioFormat: String { case wav, pcm16 }
 }
@@ -72,7 +73,7 @@ extension MiniCPMOServer {
                                    sampler: CodeSampler(seed: sampling.seed ?? 0, greedy: sampling.temperature == 0))
         }
         return ChatPlan(job: ChatJob(messages: messages, options: options, speech: speech), stream: r.stream ?? false,
-                        includeUsage: r.streamOptions?.includeUsage ?? false, audioFormat: format)
+                        includeUsage: r.streamOptions?.includeUsage ?? false, audioFormat: format, returnTokenIds: r.returnTokenIds ?? false)
     }
 
     func audioFormat(_ name: String, param: String) throws -> ChatPlan.AudioFormat {
@@ -193,7 +194,8 @@ extension MiniCPMOServer {
             message.audio = finishedAudio(outcome, format: format, transcript: outcome.result.text)
         }
         let completion = ChatCompletion(id: id, created: meta.created, model: meta.model,
-                                        choices: [.init(message: message, finishReason: finishReason(outcome.result.finishReason))],
+                                        choices: [.init(message: message, finishReason: finishReason(outcome.result.finishReason),
+                                                        tokenIds: plan.returnTokenIds ? outcome.result.tokenIds : nil)],
                                         usage: usage(outcome), systemFingerprint: fingerprint)
         return jsonResponse(completion)
     }
@@ -219,9 +221,9 @@ extension MiniCPMOServer {
     /// as an error event.
     func writeStream(_ stream: AsyncThrowingStream<ChatEvent, Error>, plan: ChatPlan, meta: CompletionMeta, channel: any Channel,
                      writer: inout any ResponseBodyWriter) async throws {
-        func chunk(_ delta: ChatCompletionChunk.Delta, finish: String? = nil) -> ChatCompletionChunk {
+        func chunk(_ delta: ChatCompletionChunk.Delta, finish: String? = nil, tokenIds: [Int]? = nil) -> ChatCompletionChunk {
             ChatCompletionChunk(id: meta.id, created: meta.created, model: meta.model,
-                                choices: [.init(delta: delta, finishReason: finish)], systemFingerprint: fingerprint)
+                                choices: [.init(delta: delta, finishReason: finish, tokenIds: tokenIds)], systemFingerprint: fingerprint)
         }
         func event<T: Encodable>(_ value: T) -> ByteBuffer {
             var b = ByteBuffer(string: "data: ")
@@ -251,7 +253,8 @@ extension MiniCPMOServer {
                 case let .finished(o):
                     finished = o
                     if plan.audioFormat != nil { audioTranscripts.add(id: audioID, transcript: o.result.text) }
-                    try await writer.write(event(chunk(.init(), finish: finishReason(o.result.finishReason))))
+                    try await writer.write(event(chunk(.init(), finish: finishReason(o.result.finishReason),
+                                                       tokenIds: plan.returnTokenIds ? o.result.tokenIds : nil)))
                     if plan.includeUsage {
                         try await writer.write(event(ChatCompletionChunk(id: meta.id, created: meta.created, model: meta.model, choices: [],
                                                                          usage: usage(o), systemFingerprint: fingerprint)))

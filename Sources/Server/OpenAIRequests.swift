@@ -23,9 +23,11 @@ struct ChatCompletionRequest: Decodable {
     var audio: AudioOptions?
     var tools: [AnyJSON]?
     var logprobs: Bool?
+    /// Extension (as vLLM names it): the answer's token ids in each choice.
+    var returnTokenIds: Bool?
 
     enum CodingKeys: String, CodingKey {
-        case model, messages, stream, temperature, seed, stop, n, modalities, audio, tools, logprobs
+        case model, messages, stream, temperature, seed, stop, n, modalities, audio, tools, logprobs, returnTokenIds = "return_token_ids"
         case streamOptions = "stream_options", topP = "top_p", topK = "top_k", maxTokens = "max_tokens"
         case maxCompletionTokens = "max_completion_tokens", repetitionPenalty = "repetition_penalty"
         case frequencyPenalty = "frequency_penalty", presencePenalty = "presence_penalty", responseFormat = "response_format"

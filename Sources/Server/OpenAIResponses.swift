@@ -45,14 +45,16 @@ struct ChatCompletion: Encodable {
         var index = 0
         var message: Message
         var finishReason: String
+        var tokenIds: [Int]?
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(index, forKey: .index)
             try c.encode(message, forKey: .message)
             try c.encodeNil(forKey: .logprobs)
             try c.encode(finishReason, forKey: .finishReason)
+            try c.encodeIfPresent(tokenIds, forKey: .tokenIds)
         }
-        enum CodingKeys: String, CodingKey { case index, message, logprobs, finishReason = "finish_reason" }
+        enum CodingKeys: String, CodingKey { case index, message, logprobs, finishReason = "finish_reason", tokenIds = "token_ids" }
     }
     struct Message: Encodable {
         var role = "assistant"
@@ -84,14 +86,16 @@ struct ChatCompletionChunk: Encodable {
         var index = 0
         var delta: Delta
         var finishReason: String?
+        var tokenIds: [Int]?
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(index, forKey: .index)
             try c.encode(delta, forKey: .delta)
             try c.encodeNil(forKey: .logprobs)
             try c.encode(finishReason, forKey: .finishReason)
+            try c.encodeIfPresent(tokenIds, forKey: .tokenIds)
         }
-        enum CodingKeys: String, CodingKey { case index, delta, logprobs, finishReason = "finish_reason" }
+        enum CodingKeys: String, CodingKey { case index, delta, logprobs, finishReason = "finish_reason", tokenIds = "token_ids" }
     }
     struct Delta: Encodable {
         var role: String?
