@@ -85,6 +85,7 @@ let package = Package(
         .testTarget(name: "ServerTests", dependencies: [
             "Server", "Runtime", "Media", "TestSupport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Hummingbird", package: "hummingbird"),
         ]),
         .testTarget(name: "CLITests", dependencies: [
             "Weights", "Media", "MiniCPMOCLI", "TestSupport",

@@ -14,8 +14,10 @@ public struct ServerConfiguration: Sendable {
     /// Required as `Authorization: Bearer KEY` on /v1 endpoints when set.
     public var apiKey: String?
     public var maxBodyBytes = 32 << 20
-    /// Fetch http(s) image URLs (off: only data: URLs).
+    /// Fetch http(s) image URLs (off: only data: URLs), each within `maxBodyBytes`, this time and
+    /// three redirects.
     public var allowRemoteMedia = false
+    public var remoteMediaTimeout: Duration = .seconds(20)
     /// The id `/v1/models` reports; any `model` value in a request is accepted.
     public var modelName = "minicpm-o-2_6"
     /// Requests that may wait while one runs; more get 429.
@@ -58,7 +60,8 @@ public final class MiniCPMOServer: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.load = load
-        remoteMedia = configuration.allowRemoteMedia ? RemoteMedia(maxBytes: configuration.maxBodyBytes) : nil
+        remoteMedia = configuration.allowRemoteMedia
+            ? RemoteMedia(maxBytes: configuration.maxBodyBytes, timeout: configuration.remoteMediaTimeout) : nil
     }
 
     /// Runs until SIGTERM/SIGINT (graceful: open requests finish) or until the task is cancelled.
@@ -225,17 +228,20 @@ struct AuthMiddleware: RouterMiddleware {
 final class RemoteMedia: Sendable {
     let client: HTTPClient
     let maxBytes: Int
+    let timeout: Duration
 
-    init(maxBytes: Int) {
+    init(maxBytes: Int, timeout: Duration) {
         var config = HTTPClient.Configuration(redirectConfiguration: .follow(max: 3, allowCycles: false))
         config.timeout = .init(connect: .seconds(5), read: .seconds(10))
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         self.maxBytes = maxBytes
+        self.timeout = timeout
     }
 
     func fetch(_ url: String, param: String) async throws -> Data {
         do {
-            let response = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(20))
+            let ms = Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+            let response = try await client.execute(HTTPClientRequest(url: url), timeout: .milliseconds(ms))
             guard response.status == .ok else {
                 throw APIError.invalid("fetching \(url) gave HTTP \(response.status.code)", param: param, code: "invalid_media")
             }
