@@ -70,6 +70,9 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "MultipartKit", package: "multipart-kit"),
+        ], resources: [
+            // the chat page, compiled into the binary (PackageResources.*)
+            .embedInCode("Page/index.html"), .embedInCode("Page/app.js"), .embedInCode("Page/app.css"),
         ]),
         .executableTarget(name: "MiniCPMOCLI", dependencies: [
             "MiniCPMO", "Runtime", "Server",

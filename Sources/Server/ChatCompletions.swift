@@ -183,7 +183,7 @@ extension MiniCPMOServer {
             guard let finished else { throw RuntimeError.cancelled }
             outcome = finished
         } catch {
-            let e = APIError.from(error)
+            let e = APIError.from(context.channel.isActive ? error : RuntimeError.cancelled)
             meta.log(status: Int(e.status.code), outcome: nil, ttft: ttft, metrics: metrics)
             throw e
         }
@@ -266,7 +266,8 @@ extension MiniCPMOServer {
             try await writer.finish(nil)
             meta.log(status: 200, outcome: finished, ttft: ttft, metrics: metrics)
         } catch {
-            let e = APIError.from(error)
+            // a write to a closed connection is the client leaving, not a server failure
+            let e = APIError.from(channel.isActive ? error : RuntimeError.cancelled)
             meta.log(status: Int(e.status.code), outcome: nil, ttft: ttft, metrics: metrics)
             guard channel.isActive, e.code != "cancelled" else { throw error }
             try? await writer.write(event(e.body))

@@ -105,6 +105,7 @@ public final class MiniCPMOServer: Sendable {
     func makeRouter() -> Router<ServerContext> {
         let router = Router(context: ServerContext.self)
         router.add(middleware: ErrorMiddleware(metrics: metrics))
+        Page.add(to: router)
         router.get("/health") { _, _ in self.health() }
         router.get("/metrics") { _, _ in
             var s: (any RequestScheduler)?

@@ -128,6 +128,7 @@ import TestSupport
         let generated = try await s.metric("minicpmo_generated_tokens_total") ?? 0
         #expect(generated < 20_000)
         #expect(try await s.metric("minicpmo_kv_pages_in_use") == pagesBefore, "the cancelled request's pages are free")
+        #expect(try await s.metric(#"minicpmo_requests_total{endpoint="chat_completions",status="499"}"#) == 1, "counted as cancelled")
         #expect(try await s.post("/v1/chat/completions", json: chat("hi")).status == 200, "the worker is free again")
     }
 }
