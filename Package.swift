@@ -34,6 +34,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
@@ -58,6 +59,11 @@ let package = Package(
         .target(name: "Text", dependencies: ["CZlib"], swiftSettings: fastMath),
         .target(name: "Models", dependencies: ["Kernels", "Weights"], swiftSettings: fastMath),
         .target(name: "MiniCPMO", dependencies: ["Kernels", "Weights", "Text", "Models", "Media"], swiftSettings: fastMath),
+        // The Hugging Face hub: its cache layout, and downloads into it.
+        .target(name: "Hub", dependencies: [
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // Scheduling, sessions and caches between the library and its front ends.
         .target(name: "Runtime", dependencies: ["MiniCPMO", "Media"], swiftSettings: fastMath),
         // The OpenAI-compatible HTTP API.
@@ -75,7 +81,7 @@ let package = Package(
             .embedInCode("Page/index.html"), .embedInCode("Page/app.js"), .embedInCode("Page/app.css"),
         ]),
         .executableTarget(name: "MiniCPMOCLI", dependencies: [
-            "MiniCPMO", "Runtime", "Server",
+            "MiniCPMO", "Runtime", "Server", "Hub",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "TestSupport"], swiftSettings: fastMath),
@@ -90,8 +96,14 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
+        .target(name: "StandInHub", dependencies: [
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], path: "Tests/StandInHub"),
+        .executableTarget(name: "stand-in-hub", dependencies: ["StandInHub"], path: "Tests/StandInHubServer"),
+        .testTarget(name: "HubTests", dependencies: ["Hub", "StandInHub", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: [
-            "Weights", "Media", "MiniCPMOCLI", "TestSupport",
+            "Weights", "Media", "MiniCPMOCLI", "TestSupport", "StandInHub",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ], swiftSettings: fastMath),
     ]

@@ -60,7 +60,7 @@ struct BenchCommand: ParsableCommand {
         if encoders {
             runtime.apply()
             do {
-                let timings = try EncoderBenchmark.run(directory: model!, repeats: repeats, quantize: runtime.quant.format, progress: note)
+                let timings = try EncoderBenchmark.run(directory: modelDirectory(model!), repeats: repeats, quantize: runtime.quant.format, progress: note)
                 if json {
                     writeOut(String(decoding: try jsonEncoder().encode(["threads": Threading.count]), as: UTF8.self).dropLast()
                              + ",\"encoders\":" + String(decoding: try jsonEncoder().encode(timings), as: UTF8.self) + "}\n")
@@ -73,7 +73,7 @@ struct BenchCommand: ParsableCommand {
             }
             return
         }
-        let loaded = runtime.load(model!)
+        let loaded = runtime.load(modelDirectory(model!))
         do {
             var r = try Benchmark.run(loaded, promptTokens: promptTokens, genTokens: genTokens, repeats: repeats,
                                       measureBandwidth: bandwidth, progress: note)

@@ -7,8 +7,8 @@ struct MiniCPMOCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "minicpmo",
         abstract: "MiniCPM-o 2.6 inference on the CPU.",
-        subcommands: [GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, BenchCommand.self,
-                      QuantizeCommand.self, ProbeCommand.self, ServeCommand.self])
+        subcommands: [GenerateCommand.self, ChatCommand.self, ServeCommand.self, DownloadCommand.self, TokenizeCommand.self,
+                      BenchCommand.self, QuantizeCommand.self, ProbeCommand.self])
 }
 
 /// Messages for people go to stderr; stdout carries only results.
@@ -50,12 +50,18 @@ struct RuntimeOptions: ParsableArguments {
 }
 
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Checkpoint directory (config.json + safetensors).")
+    @Option(name: .long, help: "Checkpoint directory (config.json + safetensors), or a Hugging Face repo id (ORG/NAME[@REVISION]) found in its cache.")
     var model: String
+
+    @Flag(name: .long, help: "Download a repo id that is not in the cache without asking.")
+    var download = false
 
     @OptionGroup var runtime: RuntimeOptions
 
-    func load(quiet: Bool = false) -> MiniCPMOModel { runtime.load(model, quiet: quiet) }
+    /// The folder --model names (a repo id resolved in the cache, fetched if allowed).
+    var directory: String { modelDirectory(model, download: download) }
+
+    func load(quiet: Bool = false) -> MiniCPMOModel { runtime.load(directory, quiet: quiet) }
 }
 
 struct ProbeCommand: ParsableCommand {

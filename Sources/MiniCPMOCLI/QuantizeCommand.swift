@@ -24,7 +24,7 @@ struct QuantizeCommand: ParsableCommand {
         if let threads { Threading.count = threads }
         guard let format = quant.format else { fail(CLIError("--quant must be q8 or q4 for quantize"), code: 1) }
         do {
-            let s = try CheckpointQuantizer.run(model: model, format: format, output: output, progress: note)
+            let s = try CheckpointQuantizer.run(model: modelDirectory(model), format: format, output: output, progress: note)
             note(String(format: "quantized %d tensors: %.2f GB → %.2f GB in %@", s.quantizedTensors,
                         Double(s.bytesIn) / 1e9, Double(s.bytesOut) / 1e9, output))
         } catch {

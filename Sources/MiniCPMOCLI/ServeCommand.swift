@@ -4,6 +4,7 @@ import Logging
 import MiniCPMO
 import Runtime
 import Server
+import Hub
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -71,10 +72,12 @@ struct ServeCommand: AsyncParsableCommand {
         config.apiKey = apiKey ?? ProcessInfo.processInfo.environment["MINICPMO_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
         config.maxBodyBytes = maxBodyMb << 20
         config.allowRemoteMedia = allowRemoteMedia
-        config.modelName = modelName ?? URL(fileURLWithPath: model.model).standardizedFileURL.lastPathComponent
+        let directory = model.directory
+        config.modelName = modelName ?? (RepoReference(model.model).map { String($0.id.split(separator: "/").last!) }
+            ?? URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent)
         config.maxQueue = maxQueue
         config.prefillChunk = prefillChunk
-        let directory = model.model, runtime = model.runtime, ctx = ctx, cacheBytes = cacheMb << 20, maxQueue = maxQueue
+        let runtime = model.runtime, ctx = ctx, cacheBytes = cacheMb << 20, maxQueue = maxQueue
         let server = MiniCPMOServer(configuration: config) {
             runtime.apply()
             let loaded = try MiniCPMOModel(directory: directory, quantize: runtime.quant.format, progress: { note($0) })

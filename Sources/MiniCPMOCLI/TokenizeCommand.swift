@@ -32,12 +32,8 @@ struct TokenizeCommand: ParsableCommand {
         } else {
             input = text!
         }
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: model, isDirectory: &isDir), isDir.boolValue else {
-            fail(CLIError("\(model): no such model directory"), code: 1)
-        }
         let tokenizer: Qwen2Tokenizer
-        do { tokenizer = try Qwen2Tokenizer(directory: URL(fileURLWithPath: model)) } catch { fail(error, code: 1) }
+        do { tokenizer = try Qwen2Tokenizer(directory: URL(fileURLWithPath: modelDirectory(model))) } catch { fail(error, code: 1) }
         let ids = tokenizer.encode(input)
         if json {
             writeOut("{\"ids\": [" + ids.map(String.init).joined(separator: ", ") + "]}\n")

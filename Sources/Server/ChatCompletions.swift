@@ -194,7 +194,7 @@ extension MiniCPMOServer {
             message.audio = finishedAudio(outcome, format: format, transcript: outcome.result.text)
         }
         let completion = ChatCompletion(id: id, created: meta.created, model: meta.model,
-                                        choices: [.init(message: message, finishReason: finishReason(outcome.result.finishReason),
+                                        choices: [.init(body: message, finishReason: finishReason(outcome.result.finishReason),
                                                         tokenIds: plan.returnTokenIds ? outcome.result.tokenIds : nil)],
                                         usage: usage(outcome), systemFingerprint: fingerprint)
         return jsonResponse(completion)
@@ -223,7 +223,7 @@ extension MiniCPMOServer {
                      writer: inout any ResponseBodyWriter) async throws {
         func chunk(_ delta: ChatCompletionChunk.Delta, finish: String? = nil, tokenIds: [Int]? = nil) -> ChatCompletionChunk {
             ChatCompletionChunk(id: meta.id, created: meta.created, model: meta.model,
-                                choices: [.init(delta: delta, finishReason: finish, tokenIds: tokenIds)], systemFingerprint: fingerprint)
+                                choices: [.init(body: delta, finishReason: finish, tokenIds: tokenIds)], systemFingerprint: fingerprint)
         }
         func event<T: Encodable>(_ value: T) -> ByteBuffer {
             var b = ByteBuffer(string: "data: ")

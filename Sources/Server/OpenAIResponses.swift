@@ -32,6 +32,36 @@ struct AudioPayload: Encodable {
     enum CodingKeys: String, CodingKey { case id, data, transcript, expiresAt = "expires_at" }
 }
 
+/// What a choice carries: the whole message (`message`) or a stream chunk's piece of it (`delta`).
+protocol ChoiceBody: Encodable {
+    static var key: String { get }
+}
+
+struct Choice<Body: ChoiceBody>: Encodable {
+    var index = 0
+    var body: Body
+    var finishReason: String?
+    /// The `return_token_ids` extension.
+    var tokenIds: [Int]?
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(index, forKey: Key("index"))
+        try c.encode(body, forKey: Key(Body.key))
+        try c.encodeNil(forKey: Key("logprobs"))
+        try c.encode(finishReason, forKey: Key("finish_reason"))  // null until the last chunk
+        try c.encodeIfPresent(tokenIds, forKey: Key("token_ids"))
+    }
+
+    struct Key: CodingKey {
+        var stringValue: String
+        init(_ s: String) { stringValue = s }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        var intValue: Int? { nil }
+        init?(intValue: Int) { nil }
+    }
+}
+
 struct ChatCompletion: Encodable {
     var id: String
     var object = "chat.completion"
@@ -41,22 +71,9 @@ struct ChatCompletion: Encodable {
     var usage: Usage
     var systemFingerprint: String
 
-    struct Choice: Encodable {
-        var index = 0
-        var message: Message
-        var finishReason: String
-        var tokenIds: [Int]?
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(index, forKey: .index)
-            try c.encode(message, forKey: .message)
-            try c.encodeNil(forKey: .logprobs)
-            try c.encode(finishReason, forKey: .finishReason)
-            try c.encodeIfPresent(tokenIds, forKey: .tokenIds)
-        }
-        enum CodingKeys: String, CodingKey { case index, message, logprobs, finishReason = "finish_reason", tokenIds = "token_ids" }
-    }
-    struct Message: Encodable {
+    typealias Choice = Server.Choice<Message>
+    struct Message: ChoiceBody {
+        static let key = "message"
         var role = "assistant"
         var content: String?
         var audio: AudioPayload?
@@ -82,22 +99,9 @@ struct ChatCompletionChunk: Encodable {
     var usage: Usage?
     var systemFingerprint: String
 
-    struct Choice: Encodable {
-        var index = 0
-        var delta: Delta
-        var finishReason: String?
-        var tokenIds: [Int]?
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(index, forKey: .index)
-            try c.encode(delta, forKey: .delta)
-            try c.encodeNil(forKey: .logprobs)
-            try c.encode(finishReason, forKey: .finishReason)
-            try c.encodeIfPresent(tokenIds, forKey: .tokenIds)
-        }
-        enum CodingKeys: String, CodingKey { case index, delta, logprobs, finishReason = "finish_reason", tokenIds = "token_ids" }
-    }
-    struct Delta: Encodable {
+    typealias Choice = Server.Choice<Delta>
+    struct Delta: ChoiceBody {
+        static let key = "delta"
         var role: String?
         var content: String?
         var audio: AudioPayload?

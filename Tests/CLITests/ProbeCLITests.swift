@@ -17,8 +17,9 @@ func minicpmoBinary() -> String {
 
 struct RunResult { var status: Int32; var stdout: String; var stderr: String }
 
-func run(_ args: [String], stdin: String? = nil) throws -> RunResult {
+func run(_ args: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> RunResult {
     let p = Process()
+    if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     p.executableURL = URL(fileURLWithPath: minicpmoBinary())
     p.arguments = args
     let out = Pipe(), err = Pipe(), input = Pipe()
