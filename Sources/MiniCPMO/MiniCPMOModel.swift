@@ -15,6 +15,8 @@ public final class MiniCPMOModel: @unchecked Sendable {
     var visionResult: Result<VisionModel, Error>?
     var audioResult: Result<AudioModel, Error>?
     var speechResult: Result<SpeechModel, Error>?
+    var dvaeResult: Result<DVAEDecoder, Error>?
+    var vocosResult: Result<Vocos, Error>?
     /// The `quantize` format given at load; the TTS transformer follows it too.
     public let quantization: WeightFormat?
     let lock = NSLock()
@@ -55,6 +57,8 @@ public final class MiniCPMOModel: @unchecked Sendable {
             guard let config = try VisionConfig.decode(config, source: directory + "/config.json") else {
                 throw ModelLoadError.noVision(directory)
             }
+            try checkpoint.requirePart("vpm.", "vision weights (vpm.*)", for: "see images")
+            try checkpoint.requirePart("resampler.", "resampler weights (resampler.*)", for: "see images")
             return try VisionModel.load(checkpoint, config: config)
         }
     }

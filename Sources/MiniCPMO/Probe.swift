@@ -17,8 +17,8 @@ public enum Probe {
         case "audio": outputs = try audio(try model.audio(), inputs: file)
         case "mel": outputs = try mel(inputs: file)
         case "tts": outputs = try tts(try model.speech(), inputs: file)
-        case "dvae": outputs = try dvae(try model.speech(), inputs: file)
-        case "vocos": outputs = try vocos(try model.speech(), inputs: file)
+        case "dvae": outputs = try dvae(try model.dvae(), config: try model.ttsConfig(), inputs: file)
+        case "vocos": outputs = try vocos(try model.vocos(), inputs: file)
         default:
             throw ProbeError.input("unknown component '\(component)' (available: \(components.joined(separator: ", ")))")
         }

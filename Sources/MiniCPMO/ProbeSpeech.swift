@@ -2,34 +2,36 @@ import Foundation
 
 extension Probe {
     /// codes [N, 4, T] → mel [N, 100, 2T].
-    static func dvae(_ s: SpeechModel, inputs: SafetensorsFile) throws -> [SafetensorsWriter.Entry] {
-        let vq = s.tts.config.numVQ
+    static func dvae(_ dvae: DVAEDecoder, config: TTSConfig, inputs: SafetensorsFile) throws -> [SafetensorsWriter.Entry] {
+        let vq = config.numVQ, eos = config.eosCode
         let codes = try integerInput(inputs, "codes", rank: 3, expected: "[N, \(vq), T]")
         guard codes.shape[1] == vq else { throw ProbeError.input("input 'codes' has shape \(codes.shape), expected [N, \(vq), T]") }
         let (n, t) = (codes.shape[0], codes.shape[2])
         let values = codes.integers()
-        if let bad = values.first(where: { $0 < 0 || $0 >= Int64(s.tts.config.eosCode) }) {
-            throw ProbeError.input("input 'codes' holds \(bad), outside 0..<\(s.tts.config.eosCode)")
+        if let bad = values.first(where: { $0 < 0 || $0 >= Int64(eos) }) {
+            throw ProbeError.input("input 'codes' holds \(bad), outside 0..<\(eos)")
         }
         var mel: [Float] = []
         for i in 0..<n {
             // [4, T] → frames [T][4]
-            let frames = (0..<t).flatMap { f in (0..<vq).map { q in Int(values[(i * vq + q) * t + f]) } }
-            mel += s.dvae.forward(codes: frames, frames: t)
+            var frames: [Int] = []
+            frames.reserveCapacity(t * vq)
+            for f in 0..<t { for q in 0..<vq { frames.append(Int(values[(i * vq + q) * t + f])) } }
+            mel += dvae.forward(codes: frames, frames: t)
         }
-        return [.f32("mel", shape: [n, s.dvae.melBins, 2 * t], mel)]
+        return [.f32("mel", shape: [n, dvae.melBins, 2 * t], mel)]
     }
 
     /// mel [N, 100, F] → wave [N, F·hop].
-    static func vocos(_ s: SpeechModel, inputs: SafetensorsFile) throws -> [SafetensorsWriter.Entry] {
-        let bins = s.vocos.melBins
+    static func vocos(_ vocos: Vocos, inputs: SafetensorsFile) throws -> [SafetensorsWriter.Entry] {
+        let bins = vocos.melBins
         let mel = try floatInput(inputs, "mel", rank: 3, expected: "[N, \(bins), F]")
         guard mel.shape[1] == bins else { throw ProbeError.input("input 'mel' has shape \(mel.shape), expected [N, \(bins), F]") }
         let (n, f) = (mel.shape[0], mel.shape[2])
         let values = mel.floats()
         var wave: [Float] = []
-        for i in 0..<n { wave += s.vocos.forward(mel: Array(values[(i * bins * f)..<((i + 1) * bins * f)]), frames: f) }
-        return [.f32("wave", shape: [n, f * s.vocos.hop], wave)]
+        for i in 0..<n { wave += vocos.forward(mel: Array(values[(i * bins * f)..<((i + 1) * bins * f)]), frames: f) }
+        return [.f32("wave", shape: [n, f * vocos.hop], wave)]
     }
 
     /// spk_hidden [N, H], text_ids [N, t ≤ 10] → spk_emb_projected [N, 1, D], hidden [N, t + 3, D] (the

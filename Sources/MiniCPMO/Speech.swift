@@ -110,17 +110,27 @@ public enum SpeechError: Error, CustomStringConvertible {
 }
 
 extension MiniCPMOModel {
-    /// Loads the speech stack of a checkpoint directory (also without language-model weights).
+    /// Loads the speech stack of a checkpoint directory (also without language-model weights). A
+    /// checkpoint without it fails with one line naming what is missing.
     static func loadSpeech(directory: String, config: ModelConfig, checkpoint: Checkpoint,
                            quantize: WeightFormat? = nil) throws -> SpeechModel {
         guard let tc = try TTSConfig.decode(config, source: directory + "/config.json") else { throw SpeechError.noSpeech(directory) }
+        try checkpoint.requirePart("tts.", "speech weights (tts.*)", for: "speak")
         let tts = try ConditionalChatTTS.load(checkpoint, config: tc, quantize: quantize)
+        let dvae = try loadDVAE(checkpoint)
+        let vocos = try SpeechModel.loadVocos(directory: directory)
+        let folder = URL(fileURLWithPath: directory).appendingPathComponent("assets/chattts_tokenizer")
+        guard FileManager.default.fileExists(atPath: folder.path) else { throw SpeechError.missingFile(folder.path + " (the ChatTTS tokenizer)") }
+        let tokenizer = try WordPieceTokenizer(directory: folder)
+        return try SpeechModel(tts: tts, dvae: dvae, vocos: vocos, tokenizer: tokenizer)
+    }
+
+    static func loadDVAE(_ checkpoint: Checkpoint) throws -> DVAEDecoder {
+        try checkpoint.requirePart("tts.dvae.", "DVAE weights (tts.dvae.*)", for: "speak")
         let reader = checkpoint.reader(prefix: "tts.dvae.")
         let dvae = DVAEDecoder(reader: reader)
         try reader.validate()
-        let vocos = try SpeechModel.loadVocos(directory: directory)
-        let tokenizer = try WordPieceTokenizer(directory: URL(fileURLWithPath: directory).appendingPathComponent("assets/chattts_tokenizer"))
-        return try SpeechModel(tts: tts, dvae: dvae, vocos: vocos, tokenizer: tokenizer)
+        return dvae
     }
 
     /// The TTS, DVAE, Vocos and ChatTTS tokenizer, loaded on first use.
@@ -128,5 +138,38 @@ extension MiniCPMOModel {
         try lazily(\.speechResult) {
             try Self.loadSpeech(directory: directory, config: config, checkpoint: checkpoint, quantize: quantization)
         }
+    }
+
+    /// The speech stack's configuration (`tts_config`), without its weights.
+    public func ttsConfig() throws -> TTSConfig {
+        guard let tc = try TTSConfig.decode(config, source: directory + "/config.json") else { throw SpeechError.noSpeech(directory) }
+        return tc
+    }
+
+    /// The DVAE decoder alone (the probe needs nothing else of the speech stack).
+    public func dvae() throws -> DVAEDecoder {
+        if case let .success(s)? = lock.withLock({ speechResult }) { return s.dvae }
+        return try lazily(\.dvaeResult) { try Self.loadDVAE(checkpoint) }
+    }
+
+    /// Vocos alone, from `assets/Vocos.pt`.
+    public func vocos() throws -> Vocos {
+        if case let .success(s)? = lock.withLock({ speechResult }) { return s.vocos }
+        return try lazily(\.vocosResult) { try SpeechModel.loadVocos(directory: directory) }
+    }
+}
+
+/// A part of the checkpoint that is absent as a whole.
+public struct MissingPartError: Error, CustomStringConvertible {
+    public var source: String
+    public var part: String
+    public var task: String
+    public var description: String { "this checkpoint has no \(part), so it cannot \(task) (\(source))" }
+}
+
+extension Checkpoint {
+    /// One line for a part missing as a whole, instead of one per tensor.
+    func requirePart(_ prefix: String, _ part: String, for task: String) throws {
+        guard tensorNames.contains(where: { $0.hasPrefix(prefix) }) else { throw MissingPartError(source: directory, part: part, task: task) }
     }
 }
