@@ -80,8 +80,12 @@ struct ServeCommand: AsyncParsableCommand {
         let runtime = model.runtime, ctx = ctx, cacheBytes = cacheMb << 20, maxQueue = maxQueue
         let server = MiniCPMOServer(configuration: config) {
             runtime.apply()
-            let loaded = try MiniCPMOModel(directory: directory, quantize: runtime.quant.format, progress: { note($0) })
-            return SerialScheduler(engine: try Engine(model: loaded, contextLength: ctx, cacheBytes: cacheBytes), maxQueue: maxQueue)
+            do {
+                let loaded = try MiniCPMOModel(directory: directory, quantize: runtime.quant.format, progress: { note($0) })
+                return SerialScheduler(engine: try Engine(model: loaded, contextLength: ctx, cacheBytes: cacheBytes), maxQueue: maxQueue)
+            } catch {
+                fail(error, code: 1)  // a server that can never answer is no use: say why and stop
+            }
         }
         let shownHost = host.contains(":") ? "[\(host)]" : host
         do {

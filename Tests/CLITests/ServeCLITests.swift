@@ -100,6 +100,15 @@ import Testing
         await served.stop()
     }
 
+    @Test func aModelThatCannotLoadStopsTheServer() throws {
+        let dir = temp("serve-bad-model")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Data(#"{"model_type": 5}"#.utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        let r = try run(["serve", "--model", dir, "--port", "0"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("error:") && r.stderr.contains("model_type"), "\(r.stderr)")
+    }
+
     /// SIGTERM while an answer streams: the answer finishes, then the server exits with status 0.
     @Test func sigtermIsGraceful() async throws {
         let served = try Served(fixtures.appendingPathComponent("models/tiny-minicpmo").path, tag: "term")
