@@ -23,6 +23,7 @@ public final class HubClient: Sendable {
     public let concurrency: Int
     /// HF_HUB_OFFLINE: never touch the network.
     public let offline: Bool
+    let blobLocks = KeyedLocks()
 
     public struct FileInfo: Sendable {
         public var path: String
@@ -65,7 +66,8 @@ public final class HubClient: Sendable {
         r.method = method
         r.headers.add(name: "User-Agent", value: "minicpmo-swift")
         r.headers.add(name: "Accept-Encoding", value: "identity")
-        if let token { r.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        // the token goes to the hub only, never to the CDN it redirects to
+        if let token, URL(string: url)?.host == URL(string: endpoint)?.host { r.headers.add(name: "Authorization", value: "Bearer \(token)") }
         if let range { r.headers.add(name: "Range", value: "bytes=\(range)-") }
         return r
     }
@@ -76,9 +78,11 @@ public final class HubClient: Sendable {
             .joined(separator: "/")
     }
 
-    func check(_ response: HTTPClientResponse, _ what: String) throws {
+    func check(_ response: HTTPClientResponse, _ what: String, redirectsAllowed: Bool = false) throws {
         switch response.status.code {
-        case 200..<400: return
+        case 200..<300: return
+        case 300..<400 where redirectsAllowed: return
+        case 300..<400: throw HubError.http("\(what): an unexpected redirect (HTTP \(response.status.code))")
         case 401, 403: throw HubError.http("\(what): HTTP \(response.status.code) — a gated or private repo needs HF_TOKEN")
         case 404: throw HubError.http("\(what): not found (HTTP 404)")
         default: throw HubError.http("\(what): HTTP \(response.status.code)")
@@ -87,8 +91,14 @@ public final class HubClient: Sendable {
 
     /// The commit a revision points at, and the repo's files.
     public func revision(_ r: RepoReference) async throws -> (commit: String, files: [String]) {
-        let url = "\(endpoint)/api/models/\(r.id)/revision/\(Self.escape(r.revision))"
-        let response = try await client.execute(request(url), timeout: .seconds(60))
+        var url = "\(endpoint)/api/models/\(r.id)/revision/\(Self.escape(r.revision))"
+        var response = try await client.execute(request(url), timeout: .seconds(60))
+        for _ in 0..<5 where (300..<400).contains(response.status.code) {  // a renamed repo
+            guard let next = response.headers.first(name: "Location").flatMap({ URL(string: $0, relativeTo: URL(string: url)) })?.absoluteString,
+                  URL(string: next)?.host == URL(string: endpoint)?.host else { break }
+            url = next
+            response = try await client.execute(request(url), timeout: .seconds(60))
+        }
         try check(response, "\(r)")
         let body = try await response.body.collect(upTo: 16 << 20)
         struct Info: Decodable {
@@ -108,7 +118,7 @@ public final class HubClient: Sendable {
         var url = "\(endpoint)/\(r.id)/resolve/\(Self.escape(r.revision))/\(Self.escape(path))"
         for _ in 0..<5 {
             let response = try await client.execute(request(url, method: .HEAD), timeout: .seconds(30))
-            try check(response, "\(r) \(path)")
+            try check(response, "\(r) \(path)", redirectsAllowed: true)
             let h = response.headers
             let location = h.first(name: "Location").flatMap { URL(string: $0, relativeTo: URL(string: url)) }?.absoluteString
             // redirects that stay on the hub (renamed repos) are followed; one to another host (the
@@ -162,6 +172,19 @@ public final class HubClient: Sendable {
     /// linked into the snapshot.
     func fetch(_ r: RepoReference, path: String, progress: @escaping @Sendable (Progress) -> Void) async throws {
         let info = try await metadata(r, path: path)
+        // files with the same content share a blob: one fetches it, the others then link to it
+        await blobLocks.acquire(info.etag)
+        do {
+            try await fetchBlob(r, info, progress: progress)
+            await blobLocks.release(info.etag)
+        } catch {
+            await blobLocks.release(info.etag)
+            throw error
+        }
+    }
+
+    func fetchBlob(_ r: RepoReference, _ info: FileInfo, progress: @escaping @Sendable (Progress) -> Void) async throws {
+        let path = info.path
         let fm = FileManager.default
         let blobs = cache.blobs(r)
         try fm.createDirectory(at: blobs, withIntermediateDirectories: true)
@@ -234,6 +257,27 @@ public final class HubClient: Sendable {
             sha1.update(data: Data("blob \(bytes.count)\0".utf8))
             sha1.update(data: bytes)
             return sha1.finalize().map { String(format: "%02x", $0) }.joined() == etag.lowercased()
+        }
+    }
+}
+
+/// One holder per key at a time (the blobs of a download by etag).
+actor KeyedLocks {
+    private var held: Set<String> = []
+    private var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]
+
+    func acquire(_ key: String) async {
+        guard held.contains(key) else { held.insert(key); return }
+        await withCheckedContinuation { waiting[key, default: []].append($0) }
+    }
+
+    func release(_ key: String) {
+        if var w = waiting[key], !w.isEmpty {
+            let next = w.removeFirst()
+            waiting[key] = w.isEmpty ? nil : w
+            next.resume()  // the lock passes to it
+        } else {
+            held.remove(key)
         }
     }
 }

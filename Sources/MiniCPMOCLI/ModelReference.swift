@@ -4,16 +4,18 @@ import Hub
 /// `--model` as a folder or a repo id: a repo id is found in the Hugging Face cache; one that is not
 /// there is downloaded with `--download`, or after a yes at the terminal. Exits with a one-line error.
 func modelDirectory(_ text: String, download: Bool = false) -> String {
-    let result = waitFor {
-        try await ModelLocation.resolve(text, download: { r in
-            guard download || askToDownload(r) else { throw HubError.notCached(r.description, cache: HubCache().root.path) }
-            return try await fetchModel(r)
-        })
-    }
-    switch result {
+    switch waitFor({ try await resolveModel(text, download: download) }) {
     case let .success(dir): return dir
     case let .failure(e): fail(e, code: 1)
     }
+}
+
+/// The same for async commands.
+func resolveModel(_ text: String, download: Bool) async throws -> String {
+    try await ModelLocation.resolve(text, download: { r in
+        guard download || askToDownload(r) else { throw HubError.notCached(r.description, cache: HubCache().root.path) }
+        return try await fetchModel(r)
+    })
 }
 
 /// Asks on the terminal; false when stdin is not one (scripts get the error that says what to do).

@@ -72,7 +72,8 @@ struct ServeCommand: AsyncParsableCommand {
         config.apiKey = apiKey ?? ProcessInfo.processInfo.environment["MINICPMO_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
         config.maxBodyBytes = maxBodyMb << 20
         config.allowRemoteMedia = allowRemoteMedia
-        let directory = model.directory
+        let directory: String
+        do { directory = try await resolveModel(model.model, download: model.download) } catch { fail(error, code: 1) }
         config.modelName = modelName ?? (RepoReference(model.model).map { String($0.id.split(separator: "/").last!) }
             ?? URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent)
         config.maxQueue = maxQueue

@@ -22,7 +22,9 @@ public struct SchedulerStatus: Sendable {
     public var queued: Int
     public var running: Int
     public var maxQueue: Int
+    /// Requests that ran to their end.
     public var completed: Int
+    /// Requests cancelled, refused at shutdown or failed.
     public var cancelled: Int
 }
 
@@ -49,7 +51,8 @@ public final class SerialScheduler: RequestScheduler, @unchecked Sendable {
     public let maxQueue: Int
     private struct Work {
         var flag: CancellationFlag
-        var run: () -> Void
+        /// Returns whether the work ran to its end (not cancelled, no error).
+        var run: () -> Bool
         var abandon: (Error) -> Void
     }
     private let condition = NSCondition()
@@ -98,10 +101,11 @@ public final class SerialScheduler: RequestScheduler, @unchecked Sendable {
             let work = queue.removeFirst()
             running += 1
             condition.unlock()
-            if work.flag.isCancelled { work.abandon(RuntimeError.cancelled) } else { work.run() }
+            var ended = false
+            if work.flag.isCancelled { work.abandon(RuntimeError.cancelled) } else { ended = work.run() }
             condition.withLock {
                 running -= 1
-                if work.flag.isCancelled { cancelledCount += 1 } else { completed += 1 }
+                if ended { completed += 1 } else { cancelledCount += 1 }
             }
         }
     }
@@ -115,8 +119,10 @@ public final class SerialScheduler: RequestScheduler, @unchecked Sendable {
             do {
                 _ = try engine.run(job, cancelled: { flag.isCancelled }, emit: { continuation.yield($0) })
                 continuation.finish()
+                return true
             } catch {
                 continuation.finish(throwing: error)
+                return false
             }
         }, abandon: { continuation.finish(throwing: $0) }))
         return Submission(events: stream, flag: flag)
@@ -128,7 +134,11 @@ public final class SerialScheduler: RequestScheduler, @unchecked Sendable {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, Error>) in
                 do {
-                    try enqueue(Work(flag: flag, run: { c.resume(with: Result { try work(engine) }) },
+                    try enqueue(Work(flag: flag, run: {
+                        let r = Result { try work(engine) }
+                        c.resume(with: r)
+                        if case .success = r { return true } else { return false }
+                    },
                                      abandon: { c.resume(throwing: $0) }))
                 } catch {
                     c.resume(throwing: error)

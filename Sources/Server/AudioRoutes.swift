@@ -120,7 +120,7 @@ extension MiniCPMOServer {
         let outcome = try await complete(job, endpoint: "speech", context: context)
         let wav = WAVWriter.encode(outcome.wave ?? [], sampleRate: SpeechOutput.sampleRate)
         let bytes = format == .wav ? wav : wav.dropFirst(44)
-        return Response(status: .ok, headers: [.contentType: format == .wav ? "audio/wav" : "audio/L16; rate=24000; channels=1"],
+        return Response(status: .ok, headers: [.contentType: format == .wav ? "audio/wav" : "audio/pcm"],
                         body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
@@ -138,8 +138,10 @@ extension MiniCPMOServer {
             data = Data(try await body(request).readableBytesView)
             guard !data.isEmpty else { throw APIError.invalid("send a WAV recording as the body or as multipart 'file'", param: "file") }
         }
+        // refused before the encoder runs, not after
+        guard let format = try? WAVDecoder().inspect(data) else { throw APIError.invalid("the recording is not a WAV file", param: "file", code: "invalid_media") }
+        guard format.duration <= 60 else { throw APIError.invalid("a voice recording may be at most 60 s long", param: "file") }
         let clip = try await scheduler.perform { engine in try engine.encodeAudio(data) }
-        guard clip.seconds <= 60 else { throw APIError.invalid("a voice recording may be at most 60 s long", param: "file") }
         let v = voices.add(clip)
         metrics.request(endpoint: "voices", status: 201)
         return jsonResponse(VoiceInfo(id: v.id, created: v.created, seconds: clip.seconds), status: .created)

@@ -69,6 +69,9 @@ extension MiniCPMOServer {
             let voiceName = r.audio?.voice ?? "default"
             let stream = r.stream ?? false
             format = try audioFormat(r.audio?.format ?? (stream ? "pcm16" : "wav"), param: "audio.format")
+            if stream && format != .pcm16 {
+                throw APIError.invalid("streamed audio is pcm16 (24 kHz, 16-bit little-endian mono chunks); ask for audio.format \"pcm16\"", param: "audio.format")
+            }
             speech = SpeechRequest(voice: try voice(voiceName, param: "audio.voice") { .clone($0) }, streaming: stream,
                                    sampler: CodeSampler(seed: sampling.seed ?? 0, greedy: sampling.temperature == 0))
         }
@@ -183,9 +186,8 @@ extension MiniCPMOServer {
             guard let finished else { throw RuntimeError.cancelled }
             outcome = finished
         } catch {
-            let e = APIError.from(context.channel.isActive ? error : RuntimeError.cancelled)
-            meta.log(status: Int(e.status.code), outcome: nil, ttft: ttft, metrics: metrics)
-            throw e
+            // counted and logged by the error middleware
+            throw APIError.from(context.channel.isActive ? error : RuntimeError.cancelled)
         }
         meta.log(status: 200, outcome: outcome, ttft: ttft, metrics: metrics)
         var message = ChatCompletion.Message(content: outcome.result.text)

@@ -196,9 +196,7 @@ struct ErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch {
             let e = APIError.from(error)
-            if request.uri.path != "/v1/chat/completions" {  // completions count themselves
-                metrics.request(endpoint: "other", status: Int(e.status.code))
-            }
+            metrics.request(endpoint: request.uri.path == "/v1/chat/completions" ? "chat_completions" : "other", status: Int(e.status.code))
             context.logger.info("request failed", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)",
                                                             "status": "\(e.status.code)", "error": "\(e.message)"])
             return e.response

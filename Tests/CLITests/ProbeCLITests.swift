@@ -34,6 +34,14 @@ func run(_ args: [String], stdin: String? = nil, environment: [String: String] =
     return RunResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
 }
 
+/// `run` off Swift's cooperative threads, for async tests: a subprocess waited for there would hold
+/// one of the (on two cores, two) threads that every other async test needs.
+func runAsync(_ args: [String], stdin: String? = nil, environment: [String: String] = [:]) async throws -> RunResult {
+    try await withCheckedThrowingContinuation { c in
+        DispatchQueue.global().async { c.resume(with: Result { try run(args, stdin: stdin, environment: environment) }) }
+    }
+}
+
 func temp(_ name: String) -> String {
     FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(getpid())-\(name)").path
 }

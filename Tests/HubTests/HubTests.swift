@@ -63,6 +63,24 @@ import TestSupport
         #expect(HubCache(root: cache).resolve(RepoReference("openbmb/tiny-minicpmo@\(repo.commit)")!)?.path == dir.path)
     }
 
+    /// Files with the same bytes share one blob; fetched at the same time, neither spoils the other.
+    @Test func identicalFilesShareABlob() async throws {
+        let same = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        let repo = StandInHub.Repo(id: "org/dupes", commit: String(repeating: "ab", count: 20), files: [
+            "config.json": Data("{}".utf8), "a.safetensors": same, "copy/a.safetensors": same, "b.safetensors": same,
+            "empty.json": Data(), "also-empty.json": Data(),
+        ])
+        let hub = StandInHub(repos: [repo])
+        try await hub.start()
+        defer { Task { await hub.stop() } }
+        let cache = try tempDir("dupes")
+        let c = client(cache, hub)
+        let dir = try await c.download(RepoReference("org/dupes")!)
+        await c.shutdown()
+        for (path, data) in repo.files { #expect(try Data(contentsOf: dir.appendingPathComponent(path)) == data, "\(path)") }
+        #expect(hub.requests.filter { $0.hasPrefix("GET /cdn/") }.count == 1, "one download for the shared bytes")
+    }
+
     @Test func includeGlobs() async throws {
         let (hub, _) = try await started()
         defer { Task { await hub.stop() } }

@@ -50,12 +50,16 @@ import TestSupport
                     400, param: "audio.voice", "unknown voice")
         expectError(try await s.post(path, json: chat("hi", extra: ["modalities": ["text", "audio"], "audio": ["format": "mp3"]])),
                     400, param: "audio.format", "mp3 out")
+        expectError(try await s.post(path, json: chat("hi", extra: ["modalities": ["text", "audio"], "audio": ["format": "wav"], "stream": true])),
+                    400, param: "audio.format", "streamed wav")
         expectError(try await s.get("/v1/nothing-here"), 404, code: "not_found", "unknown route")
         expectError(try await s.send(.DELETE, "/v1/voices/none"), 404, "unknown voice id")
         expectError(try await s.post("/v1/audio/speech", json: ["input": ""]), 400, param: "input", "empty speech input")
         expectError(try await s.send(.POST, "/v1/audio/transcriptions", body: Data("x".utf8), headers: [("Content-Type", "text/plain")]), 400,
                     "transcription without multipart")
         #expect(try await s.get("/health").status == 200)
+        #expect(try await s.metric(#"minicpmo_requests_total{endpoint="chat_completions",status="400"}"#) ?? 0 >= 20,
+                "refused completions are counted")
     }
 
     @Test func promptPastTheContext() async throws {

@@ -32,7 +32,8 @@
     if (current) localStorage.setItem(store.current, current.id);
     for (let attempt = 0; attempt < 50; attempt++) {
       try {
-        localStorage.setItem(store.conversations, JSON.stringify(conversations));
+        // blob: URLs of spoken answers die with the page: they are not kept
+        localStorage.setItem(store.conversations, JSON.stringify(conversations, (k, v) => (k === "audioURL" ? undefined : v)));
         return;
       } catch (e) {
         const victim = conversations.slice().reverse().find((c) => c.messages.some((m) => (m.media || []).some((x) => x.url)));
@@ -43,6 +44,7 @@
   }
 
   function newConversation() {
+    stop();  // an answer streams into the conversation it was asked in, or not at all
     current = { id: Date.now().toString(36) + Math.random().toString(36).slice(2, 7), title: "New chat", messages: [] };
     conversations.unshift(current);
     save();
@@ -138,11 +140,12 @@
   function renderConversations() {
     const list = $("conversations");
     list.replaceChildren(...conversations.map((c) => el("li", { class: c === current ? "current" : "" },
-      el("button", { class: "open", type: "button", title: c.title, onclick: () => { current = c; save(); renderAll(); closeSidebar(); } }, c.title),
+      el("button", { class: "open", type: "button", title: c.title, onclick: () => { if (c !== current) stop(); current = c; save(); renderAll(); closeSidebar(); } }, c.title),
       el("button", { class: "delete", type: "button", title: "Delete", "aria-label": "Delete conversation", onclick: () => removeConversation(c) }, "✕"))));
   }
 
   function removeConversation(c) {
+    if (c === current) stop();
     conversations = conversations.filter((x) => x !== c);
     if (current === c) current = conversations[0] || null;
     save();
@@ -272,9 +275,11 @@
   }
 
   async function generate() {
-    const index = current.messages.push({ role: "assistant", content: "", streaming: true }) - 1;
-    const m = current.messages[index];
-    updateMessage(index);
+    const conv = current;
+    const index = conv.messages.push({ role: "assistant", content: "", streaming: true }) - 1;
+    const m = conv.messages[index];
+    const show = () => { if (current === conv) updateMessage(index); };
+    show();
     setBusy(true);
     controller = new AbortController();
     const pcm = [];
@@ -304,7 +309,7 @@
             if (delta.audio.transcript) m.content += delta.audio.transcript;
             if (delta.audio.data) { const s = pcm16(delta.audio.data); pcm.push(s); play(s); }
           }
-          updateMessage(index);
+          show();
         }
       }
     } catch (e) {
@@ -312,11 +317,12 @@
       else { m.error = e.message; }
     } finally {
       m.streaming = false;
+      if (controller && !controller.signal.aborted) controller.abort();  // never leave the server generating unread
       controller = null;
       if (pcm.length) m.audioURL = URL.createObjectURL(wavBlob(pcm, 24000));
-      if (current.title === "New chat") {
-        const first = current.messages.find((x) => x.role === "user");
-        if (first) current.title = (first.content || (first.media[0] || {}).name || "Chat").slice(0, 48);
+      if (conv.title === "New chat") {
+        const first = conv.messages.find((x) => x.role === "user");
+        if (first) conv.title = (first.content || (first.media[0] || {}).name || "Chat").slice(0, 48);
       }
       save();
       renderAll();
@@ -415,6 +421,13 @@
     return new Blob([view.buffer], { type: "audio/wav" });
   }
 
+  // (not fetch(): the page's Content-Security-Policy allows connections to the server only)
+  function dataURLToBlob(url) {
+    const [head, body] = url.split(",");
+    const bytes = Uint8Array.from(atob(body), (c) => c.charCodeAt(0));
+    return new Blob([bytes], { type: (head.match(/^data:([^;]+)/) || [])[1] || "application/octet-stream" });
+  }
+
   function blobToDataURL(blob) {
     return new Promise((resolve, reject) => {
       const r = new FileReader();
@@ -486,7 +499,7 @@
   async function transcribe(att) {
     try {
       const form = new FormData();
-      form.append("file", await (await fetch(att.url)).blob(), "recording.wav");
+      form.append("file", dataURLToBlob(att.url), "recording.wav");
       form.append("model", "minicpm-o");
       const r = await call("/v1/audio/transcriptions", { method: "POST", headers: headers(false), body: form });
       const j = await r.json();
