@@ -48,7 +48,9 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,800",
-                "--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]:
+                "--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                # the "microphone" plays this recording, over and over
+                "--use-file-for-fake-audio-capture=" + os.path.join(FIXTURES, "audio", "speech-16k-s16.wav")]:
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")), options=options)
@@ -206,3 +208,32 @@ def test_phone_width_and_screenshots(server, browser):
                 os.makedirs(out, exist_ok=True)
                 browser.save_screenshot(os.path.join(out, f"chat-{theme}-{name}.png"))
     browser.set_window_size(1200, 800)
+
+
+def test_microphone_recording_becomes_an_attachment(server, browser):
+    open_page(browser, server)
+    browser.find_element(By.ID, "record").click()
+    WebDriverWait(browser, 10).until(lambda d: "s" in d.find_element(By.ID, "record-time").text)
+    time.sleep(1.5)
+    browser.find_element(By.ID, "record").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#attachments .att"))
+    label = browser.find_element(By.CSS_SELECTOR, "#attachments .clip").text
+    seconds = float(re.search(r"\(([\d.]+) s\)", label).group(1))
+    assert 1.0 < seconds < 4.0, label
+    send(browser, "What did I say?")
+    wait_idle(browser)
+    assert int(assistant(browser)[-1].get_attribute("data-prompt-tokens")) > 25, "the recording reached the model"
+
+
+def test_call_mode_sends_spoken_turns_and_answers_aloud(server, browser):
+    open_page(browser, server, settings={**SETTINGS, "silence_ms": 300, "max_tokens": 200})
+    browser.find_element(By.ID, "call").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "call-panel").is_displayed())
+    # a turn ends at the pause between two plays of the recording; the answer is spoken
+    WebDriverWait(browser, 90).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".msg.user .media .clip"))
+    WebDriverWait(browser, 120).until(lambda d: d.execute_script("return window.minicpmo.scheduledSamples") > 0)
+    # the recording plays again while the answer is spoken: that interrupts it
+    WebDriverWait(browser, 60).until(lambda d: d.execute_script("return window.minicpmo.interruptions") > 0)
+    browser.find_element(By.ID, "hang-up").click()
+    assert not browser.find_element(By.ID, "call-panel").is_displayed()
+    assert "spoken turn" in browser.find_element(By.CSS_SELECTOR, ".msg.user .media .clip").text

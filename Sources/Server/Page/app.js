@@ -15,7 +15,7 @@
   let controller = null;       // the running request's AbortController
   const audioOut = { ctx: null, next: 0, sources: [] };
   // what tests (and curious users) can read
-  const hooks = window.minicpmo = { scheduledSamples: 0, requests: 0, busy: false };
+  const hooks = window.minicpmo = { scheduledSamples: 0, requests: 0, busy: false, interruptions: 0 };
 
   // ---- storage ------------------------------------------------------------------------------------
 
@@ -569,7 +569,7 @@
       s.voiced += ms;
       if (!s.speaking && s.voiced >= 150) {
         s.speaking = true;
-        if (controller || isPlaying()) stop();  // the user talks over the answer: interrupt it
+        if (controller || isPlaying()) { hooks.interruptions++; stop(); }  // the user talks over the answer: interrupt it
         $("call-status").textContent = "Hearing you…";
       }
       s.silence = 0;
