@@ -73,10 +73,11 @@ public final class SpeechModel: @unchecked Sendable {
 
     /// Codes for `text` spoken with the speaker vector taken from the LLM (its final-norm hidden state
     /// at `<|spk|>`), by the non-streaming schedule.
-    public func codes(text: String, speakerHidden: [Float], sampler: inout CodeSampler, maxFrames: Int = 2048) -> [[Int]] {
+    public func codes(text: String, speakerHidden: [Float], sampler: inout CodeSampler, maxFrames: Int = 2048,
+                      shouldStop: () -> Bool = { false }) -> [[Int]] {
         let ids = tokenizer.encode(text)
         let ctx = tts.makeContext(text: ids, specials: specials, speaker: tts.projectSpeaker(speakerHidden), maxFrames: maxFrames)
-        return tts.synthesize(ctx, sampler: &sampler, maxFrames: maxFrames)
+        return tts.synthesize(ctx, sampler: &sampler, maxFrames: maxFrames, shouldStop: shouldStop)
     }
 
     /// codes [T][4] → mel → waveform.
@@ -86,8 +87,9 @@ public final class SpeechModel: @unchecked Sendable {
         return SpeechOutput(codes: codes, mel: mel, wave: vocos.forward(mel: mel, frames: 2 * codes.count))
     }
 
-    public func speak(text: String, speakerHidden: [Float], sampler: inout CodeSampler, maxFrames: Int = 2048) -> SpeechOutput {
-        render(codes(text: text, speakerHidden: speakerHidden, sampler: &sampler, maxFrames: maxFrames))
+    public func speak(text: String, speakerHidden: [Float], sampler: inout CodeSampler, maxFrames: Int = 2048,
+                      shouldStop: () -> Bool = { false }) -> SpeechOutput {
+        render(codes(text: text, speakerHidden: speakerHidden, sampler: &sampler, maxFrames: maxFrames, shouldStop: shouldStop))
     }
 }
 

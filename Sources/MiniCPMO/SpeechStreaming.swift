@@ -56,6 +56,8 @@ public final class SpeechStreamer: @unchecked Sendable {
     var seen = 0             // characters of the answer seen so far
     var latest = ""          // the answer's text as last given
     public private(set) var finished = false
+    /// Asked between frame batches: true stops the speech where it is (a listener who left).
+    public var shouldStop: () -> Bool = { false }
     public private(set) var segments = 1
     /// Text tokens at which a segment is cut at the next sentence end (300 − 180).
     static let segmentThreshold = 120
@@ -132,8 +134,8 @@ public final class SpeechStreamer: @unchecked Sendable {
     func completeSegment() {
         let tts = speech.tts, step = tts.config.streamingTextChunkSize
         let chunks = (ctx.ids.count + step - 1) / step
-        while !ctx.finished && chunk < chunks { advance(final: true) }
-        while !ctx.finished && codes.count <= maxFrames && ctx.length < ctx.capacity {
+        while !ctx.finished && chunk < chunks && !shouldStop() { advance(final: true) }
+        while !ctx.finished && codes.count <= maxFrames && ctx.length < ctx.capacity && !shouldStop() {
             tts.generate(ctx, maxNew: 25, sampler: &sampler)
             renderNew()
         }

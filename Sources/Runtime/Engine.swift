@@ -198,11 +198,13 @@ public final class Engine: @unchecked Sendable {
             options.captureHiddenAt = try prompt.speakerPosition(tokenizer: generator.tokenizer)
             if speech.streaming {
                 options.onCapturedHidden = { hidden in
-                    speaker.streamer = SpeechStreamer(speech: stack, speakerHidden: hidden, sampler: speech.sampler,
-                                                      maxFrames: speech.maxFrames) { chunk in
+                    let streamer = SpeechStreamer(speech: stack, speakerHidden: hidden, sampler: speech.sampler,
+                                                  maxFrames: speech.maxFrames) { chunk in
                         speaker.wave += chunk.samples
                         emit(.audio(chunk))
                     }
+                    streamer.shouldStop = cancelled
+                    speaker.streamer = streamer
                 }
             }
         }
@@ -225,22 +227,24 @@ public final class Engine: @unchecked Sendable {
         }
         updateStats(hit: result.timings.cachedTokens > 0)
         if result.finishReason == .cancelled || cancelled() { throw RuntimeError.cancelled }
-        keep = true
         var outcome = ChatOutcome(result: result)
         if let speech = job.speech {
             outcome.spokenText = SpeechModel.spokenText(result.tokenIds, tokenizer: generator.tokenizer)
             if let streamer = speaker.streamer {
                 streamer.finish()
+                if cancelled() { throw RuntimeError.cancelled }
                 outcome.wave = speaker.wave
                 outcome.speechFrames = streamer.codes.count
             } else if let hidden = result.capturedHidden {
                 var sampler = speech.sampler
                 let spoken = try model.speech().speak(text: outcome.spokenText ?? "", speakerHidden: hidden, sampler: &sampler,
-                                                      maxFrames: speech.maxFrames)
+                                                      maxFrames: speech.maxFrames, shouldStop: cancelled)
+                if cancelled() { throw RuntimeError.cancelled }
                 outcome.wave = spoken.wave
                 outcome.speechFrames = spoken.codes.count
             }
         }
+        keep = true
         emit(.finished(outcome))
         return outcome
     }

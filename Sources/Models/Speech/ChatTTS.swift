@@ -270,17 +270,19 @@ public final class ConditionalChatTTS: @unchecked Sendable {
 extension ConditionalChatTTS {
     /// The non-streaming schedule of chat() (spec §5.5): text slots enter 10 at a time ([0, 12) first),
     /// each followed by up to `chunkFrames` frames; once all text is in, `chunkFrames`-frame calls run
-    /// until EOS or `maxFrames`. Returns the frames (EOS frame dropped).
-    public func synthesize(_ ctx: Context, sampler: inout CodeSampler, chunkFrames: Int = 25, maxFrames: Int = 2048) -> [[Int]] {
+    /// until EOS or `maxFrames`. Returns the frames (EOS frame dropped). `shouldStop` is asked between
+    /// calls (a listener who left).
+    public func synthesize(_ ctx: Context, sampler: inout CodeSampler, chunkFrames: Int = 25, maxFrames: Int = 2048,
+                           shouldStop: () -> Bool = { false }) -> [[Int]] {
         let step = config.streamingTextChunkSize, last = ctx.ids.count - 1
         let chunks = (ctx.ids.count + step - 1) / step
         for c in 0..<chunks {
             let begin = c == 0 ? 0 : c * step + 2, end = min((c + 1) * step + 2, last)
             if end > begin { prefillText(ctx, begin: begin, end: end) }
             generate(ctx, maxNew: chunkFrames, sampler: &sampler)
-            if ctx.finished { return ctx.frames }
+            if ctx.finished || shouldStop() { return ctx.frames }
         }
-        while !ctx.finished && ctx.frames.count <= maxFrames && ctx.length < ctx.capacity {
+        while !ctx.finished && ctx.frames.count <= maxFrames && ctx.length < ctx.capacity && !shouldStop() {
             generate(ctx, maxNew: chunkFrames, sampler: &sampler)
         }
         return ctx.frames
