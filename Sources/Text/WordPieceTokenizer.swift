@@ -40,7 +40,7 @@ public final class WordPieceTokenizer: Sendable {
 
     init(vocab: [String: Int], unknownToken: String, prefix: String, maxInputCharsPerWord: Int,
          normalizer: WordPieceNormalizer, preTokenizer: WordPiecePreTokenizer, decoder: WordPieceDecoder,
-         addedTokens: [AddedToken], source: String) throws {
+         addedTokens: [AddedToken], addedTokenNormalizer: WordPieceNormalizer? = nil, source: String) throws {
         guard let unknownID = vocab[unknownToken] else {
             throw TokenizerError.missingField(path: source, field: "model.vocab[\"\(unknownToken)\"] (the unk_token)")
         }
@@ -59,10 +59,12 @@ public final class WordPieceTokenizer: Sendable {
         addedByContent = byContent
         rawMatcher = AddedTokenMatcher(unique.filter { !$0.normalized })
         // `normalized` tokens match the normalized text, so they are looked for in their
-        // normalized spelling ("[Sbreak]" as "[sbreak]" under a lowercasing normalizer).
+        // normalized spelling ("[Sbreak]" as "[sbreak]" under a lowercasing normalizer) — by the
+        // normalizer they were added under, which a later replacement of it does not change
+        let spelling = addedTokenNormalizer ?? normalizer
         normalizedMatcher = AddedTokenMatcher(unique.filter(\.normalized).map { token in
             var token = token
-            token.content = String(decoding: normalizer.normalize(Array(token.content.utf8)[...]), as: UTF8.self)
+            token.content = String(decoding: spelling.normalize(Array(token.content.utf8)[...]), as: UTF8.self)
             return token
         })
 
@@ -263,13 +265,23 @@ enum WordPieceDecoder: Sendable, Equatable {
 // MARK: - Loading
 
 extension WordPieceTokenizer {
-    /// Loads from a model directory holding `tokenizer.json` (or `tokenizer.json.gz`).
+    /// Loads from a model directory holding `tokenizer.json` (or `tokenizer.json.gz`) and, when there
+    /// is one, `tokenizer_config.json`, read as `transformers`' BertTokenizerFast reads it: its
+    /// `do_lower_case`, `strip_accents` and `tokenize_chinese_chars` (defaults true, null, true)
+    /// replace a BertNormalizer's settings whenever any of them differs.
     public convenience init(directory: URL) throws {
         let plain = directory.appendingPathComponent("tokenizer.json")
         let compressed = directory.appendingPathComponent("tokenizer.json.gz")
         let url = FileManager.default.fileExists(atPath: plain.path) || !FileManager.default.fileExists(atPath: compressed.path)
             ? plain : compressed
-        try self.init(tokenizerJSON: url)
+        let root = try jsonObject(readFile(url), source: url.path)
+        var normalizer: Any? = root["normalizer"]
+        let configURL = directory.appendingPathComponent("tokenizer_config.json")
+        if FileManager.default.fileExists(atPath: configURL.path) {
+            let config = try jsonObject(readFile(configURL), source: configURL.path)
+            normalizer = try bertNormalizer(root["normalizer"], configuredBy: config, source: configURL.path)
+        }
+        try self.init(tokenizerJSONRoot: root, normalizer: normalizer, source: url.path)
     }
 
     /// Loads a Hugging Face `tokenizer.json` whose model is WordPiece (plain or gzip-compressed).
@@ -280,6 +292,12 @@ extension WordPieceTokenizer {
     /// Parses `tokenizer.json` contents (plain or gzip-compressed); `source` names the file in errors.
     public convenience init(tokenizerJSONData data: Data, source: String = "tokenizer.json") throws {
         let root = try jsonObject(data, source: source)
+        try self.init(tokenizerJSONRoot: root, normalizer: root["normalizer"], source: source)
+    }
+
+    /// `normalizer` replaces the file's for the text (BertTokenizerFast's configuration); added
+    /// tokens keep the spelling the file's own normalizer gives them, as in `tokenizers`.
+    convenience init(tokenizerJSONRoot root: [String: Any], normalizer: Any?, source: String) throws {
         let model = try tokenizerModel(root, type: "WordPiece", source: source)
         if model["type"] == nil, model["merges"] != nil {
             throw TokenizerError.unsupported(path: source, reason: "model with merges (BPE), not WordPiece")
@@ -307,12 +325,30 @@ extension WordPieceTokenizer {
             }
         }
         try self.init(vocab: vocab, unknownToken: unknown, prefix: prefix, maxInputCharsPerWord: maxChars,
-                      normalizer: WordPieceNormalizer(steps: parseNormalizer(root["normalizer"], source: source,
-                                                                             field: "normalizer")),
+                      normalizer: WordPieceNormalizer(steps: parseNormalizer(normalizer, source: source, field: "normalizer")),
                       preTokenizer: parsePreTokenizer(root["pre_tokenizer"], source: source),
                       decoder: parseDecoder(root["decoder"], source: source),
-                      addedTokens: added, source: source)
+                      addedTokens: added,
+                      addedTokenNormalizer: WordPieceNormalizer(steps: parseNormalizer(root["normalizer"], source: source, field: "normalizer")),
+                      source: source)
     }
+}
+
+/// BertTokenizerFast's rule: the config's flags (or their defaults) replace the normalizer's when any
+/// differs; other normalizers are left alone.
+private func bertNormalizer(_ normalizer: Any?, configuredBy config: [String: Any], source: String) throws -> Any? {
+    guard var state = normalizer as? [String: Any], state["type"] as? String == "BertNormalizer" else { return normalizer }
+    let lower = try optional(config, "do_lower_case", as: Bool.self, source: source, field: "do_lower_case") ?? true
+    let strip = try optional(config, "strip_accents", as: Bool.self, source: source, field: "strip_accents")
+    let chinese = try optional(config, "tokenize_chinese_chars", as: Bool.self, source: source, field: "tokenize_chinese_chars") ?? true
+    func bool(_ key: String) -> Bool? { state[key] as? Bool }
+    let current = (lower: bool("lowercase") ?? lower, strip: state.keys.contains("strip_accents") ? bool("strip_accents") : strip,
+                   chinese: bool("handle_chinese_chars") ?? chinese)
+    guard current.lower != lower || current.strip != strip || current.chinese != chinese else { return normalizer }
+    state["lowercase"] = lower
+    state["strip_accents"] = strip.map { $0 as Any } ?? NSNull()
+    state["handle_chinese_chars"] = chinese
+    return state
 }
 
 /// `object[key]` as a `T`; nil when absent or null, an error when of another type.
