@@ -17,6 +17,7 @@ public final class MiniCPMOModel: @unchecked Sendable {
     var speechResult: Result<SpeechModel, Error>?
     var dvaeResult: Result<DVAEDecoder, Error>?
     var vocosResult: Result<Vocos, Error>?
+    var templateResult: Result<CheckpointTemplate?, Error>?
     /// The `quantize` format given at load; the TTS transformer follows it too.
     public let quantization: WeightFormat?
     let lock = NSLock()
@@ -69,6 +70,14 @@ public final class MiniCPMOModel: @unchecked Sendable {
             if self[keyPath: slot] == nil { self[keyPath: slot] = Result { try make() } }
             return self[keyPath: slot]!
         }.get()
+    }
+
+    /// The checkpoint's own chat template (tokenizer_config.json), nil when it has none (prompts then
+    /// use the built-in ChatML, which is what MiniCPM-o's template renders).
+    public func chatTemplate() throws -> CheckpointTemplate? {
+        try lazily(\.templateResult) {
+            try CheckpointTemplate(tokenizerConfig: URL(fileURLWithPath: directory).appendingPathComponent("tokenizer_config.json"))
+        }
     }
 
     /// A generator over this model's language model and tokenizer.

@@ -109,7 +109,7 @@ extension MiniCPMOModel {
             }.joined(separator: "\n"))
         }
         let template = generationPrompt ?? (hasAudio ? .assistantSpeech : .assistant)
-        let tokens = tokenizer.encode(ChatTemplate.render(rendered, generationPrompt: template))
+        let tokens = tokenizer.encode(try ChatTemplate.render(rendered, generationPrompt: template, template: try chatTemplate()))
         var spans: [EmbeddingSpan] = []
         let hidden = llm.config.hiddenSize
         if !images.isEmpty {

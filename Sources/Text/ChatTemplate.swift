@@ -1,3 +1,5 @@
+import Foundation
+
 /// One turn of a conversation.
 public struct ChatMessage: Sendable, Equatable {
     public enum Role: String, Sendable {
@@ -50,5 +52,44 @@ public enum ChatTemplate {
         case .assistantSpeech: text += speechPrompt
         }
         return text
+    }
+
+    /// Renders with a checkpoint's own template (tokenizer_config.json's `chat_template`) when it has
+    /// one. The speech prompt keeps the built-in ChatML: MiniCPM-o's chat() switches to its own TTS
+    /// template for spoken answers, whatever the tokenizer's template is.
+    public static func render(_ messages: [ChatMessage], generationPrompt: GenerationPrompt = .assistant,
+                              template: CheckpointTemplate?) throws -> String {
+        guard let template, generationPrompt != .assistantSpeech else { return render(messages, generationPrompt: generationPrompt) }
+        var context: [String: JValue] = [
+            "messages": .array(messages.map { .object([("role", .string($0.role.rawValue)), ("content", .string($0.content))]) }),
+            "add_generation_prompt": .bool(generationPrompt == .assistant),
+        ]
+        for (k, v) in template.specialTokens { context[k] = .string(v) }
+        return try template.template.render(context)
+    }
+}
+
+/// A checkpoint's chat template with the special tokens templates may name (`bos_token`, …).
+public struct CheckpointTemplate: Sendable {
+    public let template: JinjaTemplate
+    public let specialTokens: [String: String]
+
+    /// From `tokenizer_config.json`: nil when it has no `chat_template`; an error when the template
+    /// uses what this renderer does not support. A list of named templates gives its "default" one.
+    public init?(tokenizerConfig url: URL) throws {
+        guard let data = FileManager.default.contents(atPath: url.path),
+              let config = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        var source = config["chat_template"] as? String
+        if source == nil, let named = config["chat_template"] as? [[String: Any]] {
+            source = named.first { $0["name"] as? String == "default" }?["template"] as? String
+        }
+        guard let source else { return nil }
+        template = try JinjaTemplate(source)
+        var tokens: [String: String] = [:]
+        for key in ["bos_token", "eos_token", "unk_token", "pad_token"] {
+            if let s = config[key] as? String { tokens[key] = s }
+            else if let o = config[key] as? [String: Any], let s = o["content"] as? String { tokens[key] = s }
+        }
+        specialTokens = tokens
     }
 }
