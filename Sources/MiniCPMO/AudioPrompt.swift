@@ -40,6 +40,7 @@ extension MiniCPMOModel {
             guard let config = try AudioConfig.decode(config, source: directory + "/config.json") else {
                 throw ModelLoadError.noAudio(directory)
             }
+            try PreprocessorConfig.check(directory: directory, vision: nil)
             try checkpoint.requirePart("apm.", "audio encoder weights (apm.*)", for: "hear audio")
             return try AudioModel.load(checkpoint, config: config)
         }

@@ -58,6 +58,7 @@ public final class MiniCPMOModel: @unchecked Sendable {
             guard let config = try VisionConfig.decode(config, source: directory + "/config.json") else {
                 throw ModelLoadError.noVision(directory)
             }
+            try PreprocessorConfig.check(directory: directory, vision: config)
             try checkpoint.requirePart("vpm.", "vision weights (vpm.*)", for: "see images")
             try checkpoint.requirePart("resampler.", "resampler weights (resampler.*)", for: "see images")
             return try VisionModel.load(checkpoint, config: config)
