@@ -15,6 +15,8 @@ public enum GenerationError: Error, CustomStringConvertible {
     case promptTooLong(tokens: Int, context: Int)
     case invalidParameters(String)
     case noTokenizer(String)
+    /// `GenerationOptions.shouldStop` said so during the prefill.
+    case stopped
 
     public var description: String {
         switch self {
@@ -22,6 +24,7 @@ public enum GenerationError: Error, CustomStringConvertible {
         case let .promptTooLong(t, c): return "the prompt has \(t) tokens but the context window holds \(c)"
         case let .invalidParameters(s): return "invalid generation parameters: \(s)"
         case let .noTokenizer(s): return "no tokenizer: \(s)"
+        case .stopped: return "stopped before the prompt was in"
         }
     }
 }
@@ -39,6 +42,9 @@ public struct GenerationOptions: Sendable {
     /// Called with that hidden state as soon as the prompt is in (before the first token), so that a
     /// speech stream can start while the answer is being written.
     public var onCapturedHidden: (@Sendable ([Float]) -> Void)?
+    /// Asked between prefill chunks: true abandons a long prompt (GenerationError.stopped) instead
+    /// of finishing it for a listener who left. The cache keeps the chunks already in.
+    public var shouldStop: (@Sendable () -> Bool)?
 
     public init(sampling: SamplingParameters = SamplingParameters(), maxTokens: Int = 2048, stopStrings: [String] = [],
                 prefillChunk: Int = 512) {
@@ -182,7 +188,8 @@ public final class LanguageSession: @unchecked Sendable {
 
     /// The same, also returning the final-norm hidden state at position `hiddenAt` (recomputed even
     /// when it lies in the cached prefix).
-    public func prefill(_ prompt: Prompt, chunk: Int, hiddenAt: Int?) throws -> (logits: [Float], reused: Int, hidden: [Float]?) {
+    public func prefill(_ prompt: Prompt, chunk: Int, hiddenAt: Int?,
+                        shouldStop: (() -> Bool)? = nil) throws -> (logits: [Float], reused: Int, hidden: [Float]?) {
         let tokens = prompt.tokens
         precondition(!tokens.isEmpty)
         let h = model.config.hiddenSize
@@ -198,6 +205,7 @@ public final class LanguageSession: @unchecked Sendable {
         var start = common
         let step = max(1, chunk)
         while start < tokens.count {
+            if start > common, shouldStop?() == true { throw GenerationError.stopped }
             let end = min(tokens.count, start + step)
             let x = try model.embed(Array(tokens[start..<end]))
             for span in prompt.spans {
@@ -264,7 +272,7 @@ public struct TextGenerator: Sendable {
         var timings = GenerationTimings()
         timings.promptTokens = prompt.count
         let t0 = Date()
-        let pre = try session.prefill(full, chunk: options.prefillChunk, hiddenAt: options.captureHiddenAt)
+        let pre = try session.prefill(full, chunk: options.prefillChunk, hiddenAt: options.captureHiddenAt, shouldStop: options.shouldStop)
         var logits = pre.logits
         let reused = pre.reused
         if let h = pre.hidden { options.onCapturedHidden?(h) }

@@ -215,15 +215,21 @@ public final class Engine: @unchecked Sendable {
             if keep { prefixes.checkin(session) } else { session.reset() }
             updateStats()
         }
+        options.shouldStop = cancelled
         var written = ""
-        let result = try generator.generate(prompt: prompt, session: session, options: options) { piece in
-            guard !cancelled() else { return false }
-            emit(.text(piece))
-            if let s = speaker.streamer {
-                written += piece
-                s.update(text: written)
+        let result: GenerationResult
+        do {
+            result = try generator.generate(prompt: prompt, session: session, options: options) { piece in
+                guard !cancelled() else { return false }
+                emit(.text(piece))
+                if let s = speaker.streamer {
+                    written += piece
+                    s.update(text: written)
+                }
+                return !cancelled()
             }
-            return !cancelled()
+        } catch GenerationError.stopped {
+            throw RuntimeError.cancelled
         }
         updateStats(hit: result.timings.cachedTokens > 0)
         if result.finishReason == .cancelled || cancelled() { throw RuntimeError.cancelled }

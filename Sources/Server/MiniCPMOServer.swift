@@ -69,6 +69,7 @@ public final class MiniCPMOServer: Sendable {
     public func run(onReady: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let app = Application(
             router: makeRouter(),
+            server: .http1(additionalChannelHandlers: [HalfCloseDetector()]),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "minicpmo"),
             onServerRunning: { channel in await onReady(channel.localAddress?.port ?? 0) },
             logger: logger)
@@ -173,16 +174,31 @@ public final class MiniCPMOServer: Sendable {
     }
 }
 
-/// Calls off a submission when its client's connection closes.
+/// Calls off a submission when its client's connection closes. The server allows half-closed
+/// connections, so a client that went away shows as input closed (see HalfCloseDetector), not as
+/// an inactive channel, until something is written.
 func cancelOnDisconnect(_ channel: any Channel, _ submission: Submission) -> Task<Void, Never> {
     Task {
+        let detector = try? await channel.pipeline.handler(type: HalfCloseDetector.self).get()
         while !Task.isCancelled {
-            if !channel.isActive {
+            if !channel.isActive || detector?.inputClosed == true {
                 submission.cancel()
                 return
             }
             try? await Task.sleep(for: .milliseconds(50))
         }
+    }
+}
+
+/// Notes the client closing its side of the connection.
+final class HalfCloseDetector: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = NIOAny
+    private let closed = Atomic<Bool>(false)
+    var inputClosed: Bool { closed.load(ordering: .relaxed) }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? ChannelEvent, e == .inputClosed { closed.store(true, ordering: .relaxed) }
+        context.fireUserInboundEventTriggered(event)
     }
 }
 

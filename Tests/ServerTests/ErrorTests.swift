@@ -93,6 +93,32 @@ import TestSupport
         #expect(try await s.post("/v1/chat/completions", json: chat("hi")).status == 200)
     }
 
+    /// A client that leaves during a long prefill stops it between chunks, not at its end.
+    @Test func cancellationDuringPrefill() async throws {
+        let s = try await TestServer.start { $0.prefillChunk = 1 }
+        defer { Task { await s.stop() } }
+        var request = HTTPClientRequest(url: s.base + "/v1/chat/completions")
+        request.method = .POST
+        request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: chat(String(repeating: "word ", count: 1500)))))
+        let client = s.client
+        let long = Task { _ = try await client.execute(request, timeout: .seconds(120)) }
+        var running = 0.0
+        for _ in 0..<500 where running == 0 {  // until the prefill runs
+            running = try await s.metric("minicpmo_requests_running") ?? 0
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        long.cancel()
+        _ = await long.result
+        let t0 = ContinuousClock.now
+        while ContinuousClock.now - t0 < .seconds(10), try await s.metric("minicpmo_requests_running") != 0 {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(ContinuousClock.now - t0 < .seconds(2), "the prefill of 1,500 words one token at a time stopped early")
+        let generated = try await s.metric("minicpmo_generated_tokens_total") ?? 0
+        #expect(generated == 0, "no token was generated")
+    }
+
     /// A queue of 0 refuses a request while another runs (429, Retry-After); the running one, whose
     /// client goes away, stops at once and gives its KV pages back.
     @Test func queueFullAndCancellationByDisconnect() async throws {
