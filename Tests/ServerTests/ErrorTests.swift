@@ -114,9 +114,12 @@ import TestSupport
         while ContinuousClock.now - t0 < .seconds(10), try await s.metric("minicpmo_requests_running") != 0 {
             try await Task.sleep(for: .milliseconds(20))
         }
-        #expect(ContinuousClock.now - t0 < .seconds(2), "the prefill of 1,500 words one token at a time stopped early")
+        // proof by work, not wall time (the suite shares two cores): had the prefill run to its end,
+        // the answer's tokens would have been generated and counted
+        #expect(try await s.metric("minicpmo_requests_running") == 0)
         let generated = try await s.metric("minicpmo_generated_tokens_total") ?? 0
-        #expect(generated == 0, "no token was generated")
+        #expect(generated == 0, "the prefill stopped before the answer began")
+        #expect(try await s.metric(#"minicpmo_requests_total{endpoint="chat_completions",status="499"}"#) == 1, "counted as cancelled")
     }
 
     /// A queue of 0 refuses a request while another runs (429, Retry-After); the running one, whose
@@ -148,15 +151,15 @@ import TestSupport
         _ = await long.result
         let t0 = ContinuousClock.now
         var running = 1.0
-        while ContinuousClock.now - t0 < .seconds(5) {
+        while ContinuousClock.now - t0 < .seconds(10) {
             running = try await s.metric("minicpmo_requests_running") ?? 1
             if running == 0 { break }
             try await Task.sleep(for: .milliseconds(20))
         }
+        // 20,000 tokens take minutes here: stopping within 10 s (wall time on a shared machine) can
+        // only be the disconnect
         #expect(running == 0, "the generation stopped after the client left")
-        #expect(ContinuousClock.now - t0 < .seconds(2))
-        let generated = try await s.metric("minicpmo_generated_tokens_total") ?? 0
-        #expect(generated < 20_000)
+        #expect(ContinuousClock.now - t0 < .seconds(10))
         #expect(try await s.metric("minicpmo_kv_pages_in_use") == pagesBefore, "the cancelled request's pages are free")
         #expect(try await s.metric(#"minicpmo_requests_total{endpoint="chat_completions",status="499"}"#) == 1, "counted as cancelled")
         #expect(try await s.post("/v1/chat/completions", json: chat("hi")).status == 200, "the worker is free again")
