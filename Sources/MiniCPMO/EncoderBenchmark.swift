@@ -114,14 +114,14 @@ public enum EncoderBenchmark {
         let renderSamples = time(repeats: repeats) { seconds = s.render(codes).seconds }
         let rtf = zip(ttsSamples, renderSamples).map { ($0 + $1) / seconds }
         let firstChunk = time(repeats: repeats) {
-            let done = CancelFlag()
-            let streamer = SpeechStreamer(speech: s, speakerHidden: speaker, sampler: CodeSampler(seed: 2)) { _ in done.set() }
+            let done = CancellationFlag()
+            let streamer = SpeechStreamer(speech: s, speakerHidden: speaker, sampler: CodeSampler(seed: 2)) { _ in done.cancel() }
             var text = ""
-            for w in words.split(separator: " ") where !done.isSet {
+            for w in words.split(separator: " ") where !done.isCancelled {
                 text += w + " "
                 streamer.update(text: text)
             }
-            if !done.isSet { streamer.finish() }
+            if !done.isCancelled { streamer.finish() }
         }
         let what = "\(codes.count) frames = \(String(format: "%.2f", seconds)) s of 24 kHz audio"
         return [

@@ -322,13 +322,13 @@ public struct TextGenerator: Sendable {
 
     public func stream(prompt: Prompt, session: LanguageSession, options: GenerationOptions) -> AsyncThrowingStream<GenerationEvent, Error> {
         AsyncThrowingStream { continuation in
-            let cancelled = CancelFlag()
-            continuation.onTermination = { _ in cancelled.set() }
+            let cancelled = CancellationFlag()
+            continuation.onTermination = { _ in cancelled.cancel() }
             let thread = Thread {
                 do {
                     let result = try generate(prompt: prompt, session: session, options: options) { piece in
                         continuation.yield(.text(piece))
-                        return !cancelled.isSet
+                        return !cancelled.isCancelled
                     }
                     continuation.yield(.finished(result))
                     continuation.finish()
@@ -342,11 +342,13 @@ public struct TextGenerator: Sendable {
     }
 }
 
-final class CancelFlag: @unchecked Sendable {
+/// A flag one side sets and another polls (a consumer that stopped listening, a worker that checks).
+public final class CancellationFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
+    public init() {}
+    public func cancel() { lock.withLock { value = true } }
+    public var isCancelled: Bool { lock.withLock { value } }
 }
 
 /// Holds back text that might be the start of a stop string, and cuts at the first stop string.

@@ -139,8 +139,7 @@ public final class Engine: @unchecked Sendable {
 
     /// Decodes and encodes an image, or returns the encoding of the same bytes kept from before.
     public func encodeImage(_ data: Data, maxSliceNums: Int?) throws -> EncodedImage {
-        let bytes = [UInt8](data)
-        return try images.value(for: contentKey(bytes, salt: UInt64(maxSliceNums ?? 0))) {
+        try images.value(for: contentKey(data, salt: UInt64(maxSliceNums ?? 0))) {
             let image: RGBImage
             do { image = try ImageDecoder.decode(data: data) } catch { throw RuntimeError.badMedia("the image could not be decoded: \(error)") }
             return try model.encodeImage(image, maxSliceNums: maxSliceNums)
@@ -149,8 +148,7 @@ public final class Engine: @unchecked Sendable {
 
     /// Decodes (WAV, resampled to 16 kHz) and encodes a recording, or returns the kept encoding.
     public func encodeAudio(_ data: Data) throws -> EncodedAudio {
-        let bytes = [UInt8](data)
-        return try clips.value(for: contentKey(bytes)) {
+        try clips.value(for: contentKey(data)) {
             let samples: [Float]
             do { samples = try WAVDecoder().load16k(data) } catch { throw RuntimeError.badMedia("the audio could not be decoded: \(error)") }
             // a clip too short for one audio token would vanish from the prompt without a trace
@@ -164,21 +162,25 @@ public final class Engine: @unchecked Sendable {
     /// The prompt of a request: its media encoded, the voice turn first when speaking, MiniCPM-o's
     /// template (the speech one when speaking or when audio is in the conversation).
     public func prompt(for job: ChatJob) throws -> Prompt {
-        var messages: [MultimodalMessage] = []
-        if let voice = job.speech?.voice { messages.append(voice.message) }
-        for m in job.messages {
-            let parts = try m.parts.map { part -> ContentPart in
-                switch part {
-                case let .text(t): return .text(t)
-                case let .image(d): return .image(try encodeImage(d, maxSliceNums: job.maxSliceNums))
-                case let .audio(d): return .audio(try encodeAudio(d))
-                }
-            }
-            messages.append(MultimodalMessage(role: m.role, parts: parts))
-        }
         do {
+            var messages: [MultimodalMessage] = []
+            if let voice = job.speech?.voice { messages.append(voice.message) }
+            for m in job.messages {
+                let parts = try m.parts.map { part -> ContentPart in
+                    switch part {
+                    case let .text(t): return .text(t)
+                    case let .image(d): return .image(try encodeImage(d, maxSliceNums: job.maxSliceNums))
+                    case let .audio(d): return .audio(try encodeAudio(d))
+                    }
+                }
+                messages.append(MultimodalMessage(role: m.role, parts: parts))
+            }
             return try model.prompt(messages, tokenizer: generator.tokenizer, generationPrompt: job.speech != nil ? .assistantSpeech : nil)
         } catch let e as ModelLoadError {
+            throw RuntimeError.unavailable("\(e)")
+        } catch let e as MissingPartError {  // e.g. an image for a checkpoint without vision weights
+            throw RuntimeError.unavailable("\(e)")
+        } catch let e as ConfigError {
             throw RuntimeError.unavailable("\(e)")
         }
     }

@@ -1,3 +1,4 @@
+import Foundation
 import MiniCPMO
 
 /// Finished conversations' KV caches, kept so that the next request that starts with the same inputs
@@ -73,9 +74,9 @@ final class MediaCache<Value> {
 }
 
 /// A stable content key for media bytes (and the settings that change their encoding).
-func contentKey(_ bytes: [UInt8], salt: UInt64 = 0) -> UInt64 {
+func contentKey(_ data: Data, salt: UInt64 = 0) -> UInt64 {
     var h = Hasher64()
     h.add(salt)
-    h.add(bytes)
+    data.withUnsafeBytes { h.add(bytes: $0) }  // no copy of a large upload
     return h.value
 }

@@ -36,15 +36,6 @@ public struct Submission: Sendable {
     public var isCancelled: Bool { flag.isCancelled }
 }
 
-/// A request's cancellation flag, shared by the consumer and the worker.
-public final class CancellationFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    public init() {}
-    public func cancel() { lock.withLock { value = true } }
-    public var isCancelled: Bool { lock.withLock { value } }
-}
-
 /// One worker thread that owns the model's compute, fed first come, first served.
 public final class SerialScheduler: RequestScheduler, @unchecked Sendable {
     public let engine: Engine

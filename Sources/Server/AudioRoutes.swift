@@ -118,10 +118,8 @@ extension MiniCPMOServer {
         let job = ChatJob(messages: [ChatInput(role: .user, parts: [.text(TaskPrompt.readAloud), .text(r.input)])], options: options,
                           speech: SpeechRequest(voice: voice, streaming: false))
         let outcome = try await complete(job, endpoint: "speech", context: context)
-        let wav = WAVWriter.encode(outcome.wave ?? [], sampleRate: SpeechOutput.sampleRate)
-        let bytes = format == .wav ? wav : wav.dropFirst(44)
         return Response(status: .ok, headers: [.contentType: format == .wav ? "audio/wav" : "audio/pcm"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+                        body: .init(byteBuffer: ByteBuffer(bytes: audioBytes(outcome.wave ?? [], format))))
     }
 
     /// `POST /v1/voices`: a WAV recording (multipart `file`, or the raw body as audio/wav) whose voice

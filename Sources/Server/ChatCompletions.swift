@@ -205,9 +205,7 @@ extension MiniCPMOServer {
     func finishedAudio(_ o: ChatOutcome, format: ChatPlan.AudioFormat, transcript: String) -> AudioPayload {
         let id = "audio_" + randomID(24)
         audioTranscripts.add(id: id, transcript: transcript)
-        let wav = WAVWriter.encode(o.wave ?? [], sampleRate: SpeechOutput.sampleRate)
-        let bytes = format == .wav ? wav : wav.dropFirst(44)
-        return AudioPayload(id: id, data: bytes.base64EncodedString(), transcript: transcript,
+        return AudioPayload(id: id, data: audioBytes(o.wave ?? [], format).base64EncodedString(), transcript: transcript,
                             expiresAt: Int(Date().timeIntervalSince1970) + AudioTranscripts.lifetime)
     }
 
@@ -250,8 +248,8 @@ extension MiniCPMOServer {
                     }
                 case let .audio(c):
                     guard !c.samples.isEmpty else { continue }
-                    let pcm = WAVWriter.encode(c.samples, sampleRate: SpeechOutput.sampleRate).dropFirst(44)
-                    try await writer.write(event(chunk(.init(audio: AudioPayload(id: audioID, data: pcm.base64EncodedString(), expiresAt: expires)))))
+                    let pcm = audioBytes(c.samples, .pcm16).base64EncodedString()
+                    try await writer.write(event(chunk(.init(audio: AudioPayload(id: audioID, data: pcm, expiresAt: expires)))))
                 case let .finished(o):
                     finished = o
                     if plan.audioFormat != nil { audioTranscripts.add(id: audioID, transcript: o.result.text) }
@@ -277,6 +275,13 @@ extension MiniCPMOServer {
             try await writer.finish(nil)
         }
     }
+}
+
+/// 24 kHz speech as a WAV file or as its bare 16-bit little-endian samples (the WAV without its
+/// 44-byte header).
+func audioBytes(_ samples: [Float], _ format: ChatPlan.AudioFormat) -> Data {
+    let wav = WAVWriter.encode(samples, sampleRate: SpeechOutput.sampleRate)
+    return format == .wav ? wav : wav.dropFirst(44)
 }
 
 /// What one completion's log line and metrics need.
