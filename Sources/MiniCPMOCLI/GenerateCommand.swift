@@ -46,14 +46,18 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
+        let started = Date()
         let loaded = model.load()
+        let loadSeconds = Date().timeIntervalSince(started)
         do {
+            let requested = Date()
             let generator = try loaded.textGenerator()
             var messages: [MultimodalMessage] = []
             if let system { messages.append(.system(system)) }
             if let voice = try speech.voiceMessage(model: loaded) { messages.append(voice) }
             let images = try image.map { try encodeImageFile($0, model: loaded, maxSliceNums: maxSliceNums) }
             let clips = try audio.map { try encodeAudioFile($0, model: loaded) }
+            let encodeSeconds = Date().timeIntervalSince(requested)
             let text = task?.prompt ?? prompt ?? ""
             messages.append(.user(images.map { .image($0) } + [.text(text)] + clips.map { .audio($0) }))
             let ids = try loaded.prompt(messages, tokenizer: generator.tokenizer,
@@ -72,6 +76,7 @@ struct GenerateCommand: ParsableCommand {
                 return true
             }
             var out = GenerateJSON(result)
+            let spoken = Date()
             if speech.enabled && !json { writeOut("\n") }
             if let streaming {
                 let wave = streaming.finish()
@@ -84,6 +89,12 @@ struct GenerateCommand: ParsableCommand {
                 let (spoken, path) = try speak(result, model: loaded, tokenizer: generator.tokenizer, options: speech)
                 out.speech = .init(file: path, seconds: spoken.seconds, frames: spoken.codes.count, codes: spoken.codes)
             }
+            out.timings.loadSeconds = loadSeconds
+            out.timings.encodeSeconds = encodeSeconds
+            // The first token comes from the prefill's logits: time to it is everything before decoding.
+            out.timings.timeToFirstTokenSeconds = spoken.timeIntervalSince(requested) - result.timings.decodeSeconds
+            if speech.enabled { out.timings.speechSeconds = Date().timeIntervalSince(spoken) }
+            out.timings.peakRSSBytes = Benchmark.peakRSS()
             if json {
                 writeOut(String(decoding: try jsonEncoder().encode(out), as: UTF8.self) + "\n")
             } else {

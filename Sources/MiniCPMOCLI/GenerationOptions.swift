@@ -70,9 +70,18 @@ struct GenerateJSON: Encodable {
         var prefillSeconds: Double
         var decodeSeconds: Double
         var cachedPromptTokens: Int
+        // The phases around generation, filled in by the command that ran them.
+        var loadSeconds: Double?
+        var encodeSeconds: Double?
+        var timeToFirstTokenSeconds: Double?
+        var speechSeconds: Double?
+        var peakRSSBytes: Int?
         enum CodingKeys: String, CodingKey {
             case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
             case prefillSeconds = "prefill_seconds", decodeSeconds = "decode_seconds", cachedPromptTokens = "cached_prompt_tokens"
+            case loadSeconds = "load_seconds", encodeSeconds = "encode_seconds"
+            case timeToFirstTokenSeconds = "time_to_first_token_seconds", speechSeconds = "speech_seconds"
+            case peakRSSBytes = "peak_rss_bytes"
         }
     }
 

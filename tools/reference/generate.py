@@ -10,6 +10,7 @@ deterministic: the same pinned packages give byte-identical files.
     python tools/reference/generate.py --geometry minicpmo-vision --out models/minicpmo-vision-random
     python tools/reference/generate.py --geometry minicpmo-audio --out models/minicpmo-audio-random
     python tools/reference/generate.py --geometry minicpmo-tts --out models/minicpmo-tts-random
+    python tools/reference/generate.py --geometry minicpm-o-2_6-full --out models/minicpm-o-2_6-full  # 17 GB
 
 tiny-minicpmo also carries random vision weights (`vpm.*`, `resampler.*`, see vision.py), the MiniCPM-o
 special tokens, and the vision references (reference/vision-tiny-minicpmo.safetensors,
@@ -365,13 +366,19 @@ def write_minicpmo_tts_geometry(out):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--geometry", choices=sorted(GEOMETRIES) + ["minicpmo-audio", "minicpmo-tts", "minicpmo-vision"],
+    ap.add_argument("--geometry", choices=sorted(GEOMETRIES) + ["minicpmo-audio", "minicpmo-tts", "minicpmo-vision",
+                                                           "minicpm-o-2_6-full"],
                     help="make one large random checkpoint")
     ap.add_argument("--out", help="output folder for --geometry")
     args = ap.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
 
+    if args.geometry == "minicpm-o-2_6-full":
+        import full_checkpoint
+        full_checkpoint.write_full_checkpoint(args.out)
+        print(f"wrote {args.out}")
+        return
     if args.geometry == "minicpmo-vision":
         write_minicpmo_vision_geometry(args.out)
         print(f"wrote {args.out}")
