@@ -21,6 +21,10 @@ public enum Linear {
         /// accumulation): about twice the arithmetic rate, like llama.cpp's F16 path. Falls back to
         /// f32 on CPUs without AVX512_BF16.
         case bf16
+        /// Block-quantized weights (q8, q4) multiply activations quantized per block of 32 with int8 dot
+        /// products (VNNI), as decode does for one token and llama.cpp for every prompt; other weights
+        /// take the bf16 path. Falls back to bf16, then f32, where the CPU lacks the instructions.
+        case int8
     }
 
     #if canImport(CKernels)
@@ -101,7 +105,12 @@ public enum Linear {
     public static func gemm(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix,
                             bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
         #if canImport(CKernels)
-        if effectivePrefillPrecision == .bf16 && BF16Dot.available {
+        let precision = effectivePrefillPrecision
+        if precision == .int8 && Quant.hasInt8GEMM(w) {
+            Quant.gemm(x, tokens: tokens, weight: w, bias: bias, into: y)
+            return
+        }
+        if precision != .f32 && BF16Dot.available {
             BF16Dot.gemm(x, tokens: tokens, weight: w, bias: bias, into: y)
             return
         }

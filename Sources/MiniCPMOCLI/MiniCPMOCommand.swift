@@ -30,7 +30,7 @@ struct RuntimeOptions: ParsableArguments {
     @Option(name: .long, help: "Language-model weights: bf16 (as stored), q8 or q4 (quantized at load).")
     var quant: QuantChoice = .bf16
 
-    @Option(name: .long, help: "Prefill arithmetic: f32 (exact, default) or bf16 (bfloat16 activations, AVX512_BF16 dot products, ~2x faster where available).")
+    @Option(name: .long, help: "Prefill arithmetic: f32 (exact, default), bf16 (bfloat16 activations, AVX512_BF16 dot products, ~2x faster where available) or int8 (q8/q4 weights times int8-quantized activations with VNNI, as decode does; other weights as bf16).")
     var prefillPrecision: Linear.PrefillPrecision = .f32
 
     func apply() {

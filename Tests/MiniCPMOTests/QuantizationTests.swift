@@ -98,4 +98,33 @@ import Testing
         let fast = try Linear.$prefillPrecisionOverride.withValue(.bf16) { try run() }
         #expect(pcc(fast, exact) >= 0.9999, "PCC \(pcc(fast, exact))")
     }
+
+    /// int8 prefill (`--prefill-precision int8`) on block-quantized weights against the exact float32 prefill of
+    /// the same weights, and greedy answers unchanged by it.
+    @Test(.enabled(if: Quant.int8GEMMAvailable, "the int8 GEMM runs where VNNI does"), arguments: [WeightFormat.q8_0, .q4_0])
+    func int8PrefillTracksFloat32(format: WeightFormat) throws {
+        let m = try MiniCPMOModel(directory: modelDir("tiny-qwen2-quant"), quantize: format)
+        #expect(m.llm.layers.allSatisfy { $0.linearWeights.allSatisfy { Quant.hasInt8GEMM($0) } })
+        let ids = (0..<64).map { ($0 * 37 + 3) % 640 }
+        func run() throws -> [Float] {
+            let s = LanguageSession(model: m.llm)
+            return m.llm.logits(try m.llm.forward(try m.llm.embed(ids), tokens: 64, cache: s.cache), rows: 0..<64).array
+        }
+        let exact = try run()
+        let int8 = try Linear.$prefillPrecisionOverride.withValue(.int8) { try run() }
+        #expect(int8 != exact, "the int8 path ran")
+        #expect(pcc(int8, exact) >= 0.999, "\(format) PCC \(pcc(int8, exact))")
+        // the greedy choice at every prompt position (teacher-forced) is unchanged wherever the exact run's
+        // top two are not within 0.003 (this random model's logits spread over ~1)
+        let vocab = exact.count / 64
+        var compared = 0
+        for p in 0..<64 {
+            let e = exact[(p * vocab)..<((p + 1) * vocab)], q = int8[(p * vocab)..<((p + 1) * vocab)]
+            let top = e.indices.sorted { e[$0] > e[$1] }
+            guard e[top[0]] - e[top[1]] >= 0.003 else { continue }
+            compared += 1
+            #expect(q.indices.max { q[$0] < q[$1] } == top[0], "\(format) position \(p)")
+        }
+        #expect(compared >= 48, "\(compared) decisive positions")
+    }
 }

@@ -65,6 +65,13 @@ void ck_gemv_q8_0x16_vnni(const int8_t *wq, int cols, const int8_t *xq, const fl
 void ck_gemv_q4_0x16_vnni(const uint8_t *wq, int cols, const int8_t *xq, const float *xd, const int32_t *xsum,
                           float *y, int r0, int r1, int gfni);
 int ck_gfni_available(void);
+/// Several tokens at once (prefill): y[t·ldy + r] for tokens t < `tokens`, rows r0 ≤ r < r1 (multiples of
+/// 16) of a sixteen-interleaved matrix; xq [tokens, cols] int8 blocks with scales xd [tokens, cols/32] and
+/// block sums xsum [tokens, cols/32] (ck_block_sums of each token). VNNI only (ck_vnni_available).
+void ck_gemm_q8_0x16_vnni(const int8_t *wq, int cols, int tokens, const int8_t *xq, const float *xd,
+                          const int32_t *xsum, float *y, int ldy, int r0, int r1);
+void ck_gemm_q4_0x16_vnni(const uint8_t *wq, int cols, int tokens, const int8_t *xq, const float *xd,
+                          const int32_t *xsum, float *y, int ldy, int r0, int r1);
 void ck_gemv_q8_0x16(const int8_t *wq, int cols, const int8_t *xq, const float *xd, float *y, int r0, int r1);
 void ck_gemv_q4_0x16(const uint8_t *wq, int cols, const int8_t *xq, const float *xd, float *y, int r0, int r1);
 void ck_dequantize_q8_0x16(const int8_t *q, int cols, int r0, int r1, float *out);

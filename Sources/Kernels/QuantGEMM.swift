@@ -1,0 +1,120 @@
+#if canImport(CKernels)
+import CKernels
+#endif
+
+/// Several tokens against block-quantized weights with int8 dot products (the prefill of `--prefill-precision
+/// int8`): each token's activations are quantized per block of 32, as decode does for one token, and every
+/// weight vector read serves up to eight tokens.
+extension Quant {
+    /// Whether this CPU runs the int8 GEMM (AVX512-VNNI; quantized weights then take its layout at load).
+    public static var int8GEMMAvailable: Bool {
+        #if canImport(CKernels)
+        vnni
+        #else
+        false
+        #endif
+    }
+
+    /// Whether `gemm` applies to `w` on this CPU (its VNNI kernels read the interleaved decode layout).
+    public static func hasInt8GEMM(_ w: WeightMatrix) -> Bool {
+        int8GEMMAvailable && w.format.isQuantized && w.interleaved
+    }
+
+    /// Activations of `tokens` rows quantized per block: values, scales and block sums.
+    struct QuantizedRows {
+        let cols: Int, tokens: Int
+        let q: UnsafeMutablePointer<Int8>
+        let d: UnsafeMutablePointer<Float>
+        let sums: UnsafeMutablePointer<Int32>
+
+        init(_ x: UnsafePointer<Float>, tokens: Int, cols: Int) {
+            let nb = cols / quantBlock
+            self.cols = cols
+            self.tokens = tokens
+            q = .allocate(capacity: tokens * cols)
+            d = .allocate(capacity: tokens * nb)
+            sums = .allocate(capacity: tokens * nb)
+            let (q, d, sums) = (q, d, sums)
+            let parts = splitRange(tokens, parts: Threading.count * 2)
+            parallelFor(parts.count) { p in
+                for t in parts[p] {
+                    Quant.quantizeActivations(x + t * cols, cols, q + t * cols, d + t * nb)
+                    #if canImport(CKernels)
+                    ck_block_sums(q + t * cols, Int32(cols), sums + t * nb)
+                    #endif
+                }
+            }
+        }
+
+        func deallocate() { q.deallocate(); d.deallocate(); sums.deallocate() }
+    }
+
+    /// Y[T, N] = X[T, K]·W[N, K]ᵀ (+ b) for an interleaved quantized W (`hasInt8GEMM`).
+    public static func gemm(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
+                            into y: UnsafeMutablePointer<Float>) {
+        precondition(hasInt8GEMM(w), "Quant.gemm needs interleaved quantized weights and VNNI")
+        #if canImport(CKernels)
+        let n = w.rows, k = w.cols
+        let xq = QuantizedRows(x, tokens: tokens, cols: k)
+        defer { xq.deallocate() }
+        // groups of sixteen rows claimed in parts small enough that both cores finish together
+        let groups = w.interleavedRows / WeightMatrix.interleaveGroup
+        let parts = splitRange(groups, parts: min(groups, Threading.count * 8))
+        parallelFor(parts.count) { p in
+            let r0 = parts[p].lowerBound * WeightMatrix.interleaveGroup, r1 = parts[p].upperBound * WeightMatrix.interleaveGroup
+            if w.format == .q8_0 {
+                ck_gemm_q8_0x16_vnni(w.data.assumingMemoryBound(to: Int8.self), Int32(k), Int32(tokens), xq.q, xq.d, xq.sums,
+                                     y, Int32(n), Int32(r0), Int32(r1))
+            } else {
+                ck_gemm_q4_0x16_vnni(w.data.assumingMemoryBound(to: UInt8.self), Int32(k), Int32(tokens), xq.q, xq.d, xq.sums,
+                                     y, Int32(n), Int32(r0), Int32(r1))
+            }
+            Linear.addBias(bias, columns: r0..<r1, tokens: tokens, stride: n, into: y)
+        }
+        // the few rows past the last group (a vocabulary's) are plain rows: the one-token kernels, token by token
+        let tail = w.interleavedRows..<n
+        if !tail.isEmpty {
+            let rows = WeightMatrix(rows: tail.count, cols: k, format: w.format, data: w.row(tail.lowerBound),
+                                    scales: UnsafeRawPointer(w.rowScales(tail.lowerBound)), owner: w.owner)
+            let out = UnsafeMutablePointer<Float>.allocate(capacity: tail.count)
+            defer { out.deallocate() }
+            for t in 0..<tokens {
+                gemv([(rows, bias.map { $0 + tail.lowerBound }, out)], x + t * k)
+                (y + t * n + tail.lowerBound).update(from: out, count: tail.count)
+            }
+        }
+        #endif
+    }
+
+    /// The naive twin of `gemm`: the same per-block quantization of each token (the naive quantizer), exact
+    /// integer block sums, and Σ_b d_w · d_x · sum in block order.
+    public static func gemmNaive(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
+                                 into y: UnsafeMutablePointer<Float>) {
+        let k = w.cols, nb = k / quantBlock
+        let xq = UnsafeMutablePointer<Int8>.allocate(capacity: k), xd = UnsafeMutablePointer<Float>.allocate(capacity: nb)
+        let block = UnsafeMutableRawPointer.allocate(byteCount: quantBlock, alignment: 16)
+        defer { xq.deallocate(); xd.deallocate(); block.deallocate() }
+        for t in 0..<tokens {
+            quantizeActivationsNaive(x + t * k, k, xq, xd)
+            for r in 0..<w.rows {
+                var acc: Float = 0
+                for b in 0..<nb {
+                    let dw = Float(Float16(bitPattern: w.copyBlock(r, b, to: block)))
+                    var sum = 0
+                    for i in 0..<quantBlock {
+                        let q: Int
+                        if w.format == .q8_0 {
+                            q = Int(block.load(fromByteOffset: i, as: Int8.self))
+                        } else {
+                            let byte = block.load(fromByteOffset: i % 16, as: UInt8.self)
+                            q = Int(i < 16 ? byte & 0x0F : byte >> 4) - 8
+                        }
+                        sum += q * Int(xq[b * quantBlock + i])
+                    }
+                    acc += dw * xd[b] * Float(sum)
+                }
+                y[t * w.rows + r] = acc + (bias?[r] ?? 0)
+            }
+        }
+    }
+}
