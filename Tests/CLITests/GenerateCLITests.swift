@@ -56,6 +56,31 @@ func copyModel(_ name: String, tag: String, tokenizer: Bool = true) throws -> St
         }
     }
 
+    /// `--json` reports the phases around generation: load, media encoding, time to first token (everything
+    /// before decoding), speech and peak RSS.
+    @Test func jsonReportsThePhases() throws {
+        let dir = fixtures.appendingPathComponent("models/tiny-minicpmo").path
+        let wav = FileManager.default.temporaryDirectory.appendingPathComponent("phases-\(getpid()).wav").path
+        defer { try? FileManager.default.removeItem(atPath: wav) }
+        let image = fixtures.appendingPathComponent("images/chelsea-small.png").path
+        let r = try run(["generate", "--model", dir, "--prompt", "Hi", "--image", image, "--max-tokens", "4", "--temperature", "0",
+                         "--speech-out", wav, "--max-speech-frames", "8", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let t = try #require(json["timings"] as? [String: Any])
+        let number = { (key: String) -> Double in (t[key] as? NSNumber)?.doubleValue ?? -1 }
+        for key in ["load_seconds", "encode_seconds", "time_to_first_token_seconds", "speech_seconds", "prefill_seconds"] {
+            #expect(number(key) > 0, "\(key): \(t[key] ?? "missing")")
+        }
+        // the first token waits for the image and the prefill
+        #expect(number("time_to_first_token_seconds") >= number("encode_seconds") + number("prefill_seconds"))
+        #expect(number("peak_rss_bytes") > 1e6)
+        // text without speech reports no speech time
+        let plain = try run(["generate", "--model", dir, "--prompt", "Hi", "--max-tokens", "2", "--json"])
+        let pt = try #require((try JSONSerialization.jsonObject(with: Data(plain.stdout.utf8)) as? [String: Any])?["timings"] as? [String: Any])
+        #expect(pt["speech_seconds"] == nil && pt["load_seconds"] != nil)
+    }
+
     @Test func tokenizeMatchesReferencePromptIds() throws {
         let c = try cases("tiny-minicpmo")[1]
         let text = "<|im_start|>system\n\(c.system!)<|im_end|>\n<|im_start|>user\n\(c.prompt)<|im_end|>\n<|im_start|>assistant\n"

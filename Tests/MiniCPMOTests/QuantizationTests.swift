@@ -86,16 +86,21 @@ import Testing
 }
 
 @Suite struct PrefillPrecisionTests {
+    let ids = (0..<64).map { ($0 * 37 + 3) % 640 }
+
+    /// The prompt's logits at every position, under `precision` (nil: the default, exact float32).
+    func prefillLogits(_ m: MiniCPMOModel, _ precision: Linear.PrefillPrecision? = nil) throws -> [Float] {
+        try Linear.$prefillPrecisionOverride.withValue(precision) {
+            let s = LanguageSession(model: m.llm)
+            return m.llm.logits(try m.llm.forward(try m.llm.embed(ids), tokens: ids.count, cache: s.cache), rows: 0..<ids.count).array
+        }
+    }
+
     /// bf16-activation prefill stays close to the exact float32 logits.
     @Test func bf16PrefillTracksFloat32() throws {
         let m = try MiniCPMOModel(directory: modelDir("tiny-qwen2-quant"))
-        let ids = (0..<64).map { ($0 * 37 + 3) % 640 }
-        func run() throws -> [Float] {
-            let s = LanguageSession(model: m.llm)
-            return m.llm.logits(try m.llm.forward(try m.llm.embed(ids), tokens: 64, cache: s.cache), rows: 0..<64).array
-        }
-        let exact = try run()
-        let fast = try Linear.$prefillPrecisionOverride.withValue(.bf16) { try run() }
+        let exact = try prefillLogits(m)
+        let fast = try prefillLogits(m, .bf16)
         #expect(pcc(fast, exact) >= 0.9999, "PCC \(pcc(fast, exact))")
     }
 
@@ -105,13 +110,8 @@ import Testing
     func int8PrefillTracksFloat32(format: WeightFormat) throws {
         let m = try MiniCPMOModel(directory: modelDir("tiny-qwen2-quant"), quantize: format)
         #expect(m.llm.layers.allSatisfy { $0.linearWeights.allSatisfy { Quant.hasInt8GEMM($0) } })
-        let ids = (0..<64).map { ($0 * 37 + 3) % 640 }
-        func run() throws -> [Float] {
-            let s = LanguageSession(model: m.llm)
-            return m.llm.logits(try m.llm.forward(try m.llm.embed(ids), tokens: 64, cache: s.cache), rows: 0..<64).array
-        }
-        let exact = try run()
-        let int8 = try Linear.$prefillPrecisionOverride.withValue(.int8) { try run() }
+        let exact = try prefillLogits(m)
+        let int8 = try prefillLogits(m, .int8)
         #expect(int8 != exact, "the int8 path ran")
         #expect(pcc(int8, exact) >= 0.999, "\(format) PCC \(pcc(int8, exact))")
         // the greedy choice at every prompt position (teacher-forced) is unchanged wherever the exact run's
