@@ -16,69 +16,77 @@
 
 static inline long group_bytes(int nb, int bb) { return 16L * nb * (bb + 2); }
 
-// Block b of a group: its values and its sixteen f16 scales (blocks in pairs, each pair's scales after
-// its values; an odd last block alone with its own).
-static inline const uint8_t *block_values(const uint8_t *g, int b, int bb) { return g + (long)(b & ~1) * 16 * (bb + 2) + (b & 1) * 16 * bb; }
-static inline const uint16_t *block_scales(const uint8_t *g, int b, int nb, int bb) {
-    const uint8_t *pair = g + (long)(b & ~1) * 16 * (bb + 2);
-    const int blocks = (b & ~1) + 2 <= nb ? 2 : 1;
-    return (const uint16_t *)(pair + blocks * 16 * bb) + 16 * (b & 1);
-}
+// One group of sixteen rows against `nt` tokens (a compile-time constant where it is inlined). Both blocks
+// of a pair are summed before the pair's scales (stored after them) are read, and the compiler may not
+// hoist the second block's loads above the first's: reading ahead of the weight stream and back again
+// costs a large part of a core's read rate (as in the one-token kernels).
+#define STREAM_ORDER() __asm__ volatile("" ::: "memory")
+#define SCALE_INTO(ACC, S, DW, B)                                                                                    \
+    for (int t = 0; t < nt; t++)                                                                                     \
+        ACC[t] = _mm512_fmadd_ps(_mm512_mul_ps(DW, _mm512_set1_ps(xd[(long)t * nb + (B)])), _mm512_cvtepi32_ps(S[t]), ACC[t])
 
-// One group of sixteen rows against `nt` tokens (a compile-time constant where it is inlined).
-VNNI_GEMM __attribute__((always_inline)) static inline void tile_q8(const uint8_t *g, int nb, const int8_t *xq, int cols,
-                                                                    const float *xd, const int32_t *xsum, float *y,
-                                                                    long ldy, const int nt) {
+VNNI_GEMM __attribute__((always_inline)) static inline void dots_q8(const uint8_t *v, int b, int nb, const int8_t *xq, int cols,
+                                                                    const int32_t *xsum, __m512i *s, const int nt) {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
-    __m512 acc[TILE];
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b++) {
-        const uint8_t *v = block_values(g, b, 32);
-        __m512i s[TILE];
-        for (int t = 0; t < nt; t++) s[t] = _mm512_set1_epi32(-128 * xsum[(long)t * nb + b]);
-        for (int k = 0; k < 8; k++) {
-            const __m512i w = _mm512_xor_si512(_mm512_loadu_si512((const void *)(v + 64 * k)), flip);
-            for (int t = 0; t < nt; t++) {
-                int32_t x4;
-                memcpy(&x4, xq + (long)t * cols + 32 * b + 4 * k, 4);
-                s[t] = _mm512_dpbusd_epi32(s[t], w, _mm512_set1_epi32(x4));
-            }
+    for (int t = 0; t < nt; t++) s[t] = _mm512_set1_epi32(-128 * xsum[(long)t * nb + b]);
+    for (int k = 0; k < 8; k++) {
+        const __m512i w = _mm512_xor_si512(_mm512_loadu_si512((const void *)(v + 64 * k)), flip);
+        for (int t = 0; t < nt; t++) {
+            int32_t x4;
+            memcpy(&x4, xq + (long)t * cols + 32 * b + 4 * k, 4);
+            s[t] = _mm512_dpbusd_epi32(s[t], w, _mm512_set1_epi32(x4));
         }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)block_scales(g, b, nb, 32)));
-        for (int t = 0; t < nt; t++)
-            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(xd[(long)t * nb + b])), _mm512_cvtepi32_ps(s[t]), acc[t]);
     }
-    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
 
 // Q4_0: byte j of piece k holds values 4k+j (low nibble) and 16+4k+j (high nibble).
-VNNI_GEMM __attribute__((always_inline)) static inline void tile_q4(const uint8_t *g, int nb, const int8_t *xq, int cols,
-                                                                    const float *xd, const int32_t *xsum, float *y,
-                                                                    long ldy, const int nt) {
+VNNI_GEMM __attribute__((always_inline)) static inline void dots_q4(const uint8_t *v, int b, int nb, const int8_t *xq, int cols,
+                                                                    const int32_t *xsum, __m512i *s, const int nt) {
     const __m512i mask = _mm512_set1_epi8(0x0F);
-    __m512 acc[TILE];
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b++) {
-        const uint8_t *v = block_values(g, b, 16);
-        __m512i s[TILE];
-        for (int t = 0; t < nt; t++) s[t] = _mm512_set1_epi32(-8 * xsum[(long)t * nb + b]);
-        for (int k = 0; k < 4; k++) {
-            const __m512i packed = _mm512_loadu_si512((const void *)(v + 64 * k));
-            const __m512i lo = _mm512_and_si512(packed, mask), hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
-            for (int t = 0; t < nt; t++) {
-                int32_t xl, xh;
-                memcpy(&xl, xq + (long)t * cols + 32 * b + 4 * k, 4);
-                memcpy(&xh, xq + (long)t * cols + 32 * b + 16 + 4 * k, 4);
-                s[t] = _mm512_dpbusd_epi32(s[t], lo, _mm512_set1_epi32(xl));
-                s[t] = _mm512_dpbusd_epi32(s[t], hi, _mm512_set1_epi32(xh));
-            }
+    for (int t = 0; t < nt; t++) s[t] = _mm512_set1_epi32(-8 * xsum[(long)t * nb + b]);
+    for (int k = 0; k < 4; k++) {
+        const __m512i packed = _mm512_loadu_si512((const void *)(v + 64 * k));
+        const __m512i lo = _mm512_and_si512(packed, mask), hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
+        for (int t = 0; t < nt; t++) {
+            int32_t xl, xh;
+            memcpy(&xl, xq + (long)t * cols + 32 * b + 4 * k, 4);
+            memcpy(&xh, xq + (long)t * cols + 32 * b + 16 + 4 * k, 4);
+            s[t] = _mm512_dpbusd_epi32(s[t], lo, _mm512_set1_epi32(xl));
+            s[t] = _mm512_dpbusd_epi32(s[t], hi, _mm512_set1_epi32(xh));
         }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)block_scales(g, b, nb, 16)));
-        for (int t = 0; t < nt; t++)
-            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(xd[(long)t * nb + b])), _mm512_cvtepi32_ps(s[t]), acc[t]);
     }
-    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
+
+#define TILE_BODY(NAME, DOTS, BB)                                                                                    \
+    VNNI_GEMM __attribute__((always_inline)) static inline void NAME(const uint8_t *g, int nb, const int8_t *xq, int cols, \
+                                                                     const float *xd, const int32_t *xsum, float *y,  \
+                                                                     long ldy, const int nt) {                        \
+        __m512 acc[TILE];                                                                                            \
+        __m512i s0[TILE], s1[TILE];                                                                                  \
+        for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();                                                   \
+        int b = 0;                                                                                                   \
+        for (; b + 2 <= nb; b += 2, g += 2 * 16 * ((BB) + 2)) { /* a pair: values of both, then their scales */    \
+            DOTS(g, b, nb, xq, cols, xsum, s0, nt);                                                                  \
+            STREAM_ORDER();                                                                                          \
+            DOTS(g + 16 * (BB), b + 1, nb, xq, cols, xsum, s1, nt);                                                  \
+            const uint16_t *sc = (const uint16_t *)(g + 32 * (BB));                                                  \
+            const __m512 dw0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc));                             \
+            const __m512 dw1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + 16)));                      \
+            SCALE_INTO(acc, s0, dw0, b);                                                                             \
+            SCALE_INTO(acc, s1, dw1, b + 1);                                                                         \
+        }                                                                                                            \
+        if (b < nb) { /* an odd last block, alone with its scales */                                                 \
+            DOTS(g, b, nb, xq, cols, xsum, s0, nt);                                                                  \
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 16 * (BB))));                 \
+            SCALE_INTO(acc, s0, dw, b);                                                                              \
+        }                                                                                                            \
+        for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);                                          \
+    }
+TILE_BODY(tile_q8, dots_q8, 32)
+TILE_BODY(tile_q4, dots_q4, 16)
+#undef TILE_BODY
+#undef SCALE_INTO
+#undef STREAM_ORDER
 
 // Each tile width gets its own unrolled body, so the accumulators live in registers.
 #define TILES(NAME, BODY, BB)                                                                                        \

@@ -226,6 +226,19 @@ public final class LanguageSession: @unchecked Sendable {
         return (logits, common, captured)
     }
 
+    /// Feeds one token to each of several sessions of one model in a single batched step (each weight read
+    /// once for all) and returns each one's next logits.
+    public static func step(_ tokens: [Int], sessions: [LanguageSession]) throws -> [[Float]] {
+        precondition(tokens.count == sessions.count && !sessions.isEmpty)
+        let model = sessions[0].model
+        precondition(sessions.allSatisfy { $0.model === model }, "one model per batch")
+        if sessions.count == 1 { return [try sessions[0].step(tokens[0])] }
+        let hidden = try model.decodeBatch(tokens, caches: sessions.map(\.cache))
+        for (s, t) in zip(sessions, tokens) { s.cachedKeys.append(Prompt.PositionKey(token: t, media: 0)) }
+        let logits = model.batchLogits(hidden, rows: tokens.count), v = model.config.vocabSize
+        return (0..<tokens.count).map { Array(UnsafeBufferPointer(start: logits.pointer + $0 * v, count: v)) }
+    }
+
     /// Feeds one token and returns the next logits.
     public func step(_ token: Int) throws -> [Float] {
         let hidden = try model.forward(try model.embed([token]), tokens: 1, cache: cache)

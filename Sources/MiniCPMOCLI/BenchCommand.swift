@@ -30,12 +30,20 @@ struct BenchCommand: ParsableCommand {
     @Flag(name: .long, help: "Only the multimodal encoders (works on a checkpoint without language-model weights).")
     var encoders = false
 
+    @Option(name: .long, help: "Decode N independent streams together, in batched steps (each weight read once per step for all), and report the aggregate decode rate.")
+    var parallel: Int?
+
     @Flag(name: .long, help: "Print one JSON object.")
     var json = false
 
     func validate() throws {
         if model == nil && !kernels && !bandwidth { throw ValidationError("--model is required (or --kernels, or --bandwidth alone)") }
         if promptTokens < 1 || genTokens < 0 || repeats < 1 { throw ValidationError("need --prompt-tokens ≥ 1, --gen-tokens ≥ 0, --repeats ≥ 1") }
+        if let parallel {
+            if parallel < 1 || parallel > 256 { throw ValidationError("--parallel must be between 1 and 256") }
+            if model == nil || kernels || encoders { throw ValidationError("--parallel needs --model (and no --kernels or --encoders)") }
+            if genTokens < 1 { throw ValidationError("--parallel needs --gen-tokens ≥ 1") }
+        }
     }
 
     func run() throws {
@@ -74,6 +82,23 @@ struct BenchCommand: ParsableCommand {
             return
         }
         let loaded = runtime.load(modelDirectory(model!))
+        if let parallel {
+            do {
+                let r = try Benchmark.parallel(loaded, streams: parallel, promptTokens: promptTokens, genTokens: genTokens,
+                                               repeats: repeats, progress: note)
+                writeOut(json ? String(decoding: try jsonEncoder().encode(r), as: UTF8.self) + "\n" : String(format: """
+                    model        %@ (%@ weights, %d threads)
+                    decode       %d streams: %.2f tok/s together, %.2f tok/s each (tg%d, median of %d)
+                    first token  %.3f s (median; streams prefilled one after another, pp%d each)
+                    KV cache     %.1f MB, peak RSS %.3f GB
+
+                    """, r.model, r.weights, r.threads, r.streams, r.aggregateDecodeTokensPerSecond, r.perStreamDecodeTokensPerSecond,
+                    r.genTokens, r.repeats, r.timeToFirstTokenSeconds, r.promptTokens, Double(r.kvCacheBytes) / 1e6, Double(r.peakRSSBytes) / 1e9))
+            } catch {
+                fail(error, code: 1)
+            }
+            return
+        }
         do {
             var r = try Benchmark.run(loaded, promptTokens: promptTokens, genTokens: genTokens, repeats: repeats,
                                       measureBandwidth: bandwidth, progress: note)

@@ -111,6 +111,52 @@ public final class Qwen2Model: @unchecked Sendable {
         return x
     }
 
+    /// One decode step of several sequences together (continuous batching): token i is appended to
+    /// caches[i] at its own position. Returns the final-norm hidden states [n, hidden]. With quantized
+    /// weights each row equals what `forward` gives that sequence alone, bit for bit; each weight is read
+    /// once per step instead of once per sequence.
+    public func decodeBatch(_ tokens: [Int], caches: [KVSequence]) throws -> FloatBuffer {
+        precondition(tokens.count == caches.count && !tokens.isEmpty)
+        precondition(Set(caches.map(ObjectIdentifier.init)).count == caches.count, "one token per sequence")
+        let n = tokens.count
+        let x = try embed(tokens)
+        var positions: [Int] = []
+        for c in caches {
+            do { positions.append(try c.extend(by: 1).lowerBound) } catch {
+                for (done, p) in zip(caches, positions) { done.truncate(to: p) }  // as if the step never began
+                throw error
+            }
+        }
+        let (cos, sin) = rope.table(positions: positions)
+        let scratch = Qwen2DecoderLayer.Scratch(config: config, tokens: n)
+        for (i, layer) in layers.enumerated() {
+            cos.withUnsafeBufferPointer { c in
+                sin.withUnsafeBufferPointer { s in
+                    layer.decodeBatch(x.pointer, n: n, positions: positions, cos: c.baseAddress!, sin: s.baseAddress!, rope: rope,
+                                      shape: shape, keys: caches.map { $0.keyRows(layer: i) }, values: caches.map { $0.valueRows(layer: i) },
+                                      scratch: scratch)
+                }
+            }
+        }
+        norm.withUnsafeBufferPointer { w in
+            Norm.rms(x.pointer, rows: n, dim: config.hiddenSize, weight: w.baseAddress!, eps: config.rmsNormEps, into: x.pointer)
+        }
+        return x
+    }
+
+    /// logits [n, vocab] of `decodeBatch`'s hidden states, with decode's arithmetic for a quantized LM head.
+    public func batchLogits(_ hidden: FloatBuffer, rows n: Int) -> FloatBuffer {
+        let out = FloatBuffer(count: n * config.vocabSize)
+        withExtendedLifetime(hidden) {
+            if n == 1 {
+                Linear.forward(hidden.pointer, tokens: 1, weight: lmHead, bias: nil, into: out.pointer)
+            } else {
+                product(hidden.pointer, n, lmHead, nil, into: out.pointer, true)
+            }
+        }
+        return out
+    }
+
     /// logits [rows.count, vocab] for rows of final-norm hidden states [tokens, hidden].
     public func logits(_ hidden: FloatBuffer, rows: Range<Int>) -> FloatBuffer {
         let h = config.hiddenSize
@@ -208,39 +254,81 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
     func forward(_ h: UnsafeMutablePointer<Float>, tokens: Int, positions: [Int], cos: UnsafePointer<Float>,
                  sin: UnsafePointer<Float>, rope: RoPE, shape: AttentionShape, keys: KVRows, values: KVRows,
                  kvLength: Int, mask: UnsafePointer<Float>?, causal: Bool = true, scratch s: Scratch) {
-        let hidden = o.rows, kvd = k.rows
-        // attention
-        inputNorm.withUnsafeBufferPointer { Norm.rms(h, rows: tokens, dim: hidden, weight: $0.baseAddress!, eps: eps, into: s.normed.pointer) }
-        if tokens == 1 {
-            withBiases(qBias, kBias, vBias) { qb, kb, vb in
-                Linear.gemv([(q, qb, s.q.pointer), (k, kb, s.k.pointer), (v, vb, s.v.pointer)], s.normed.pointer)
-            }
-        } else {
-            linear(s.normed.pointer, tokens, q, qBias, into: s.q.pointer)
-            linear(s.normed.pointer, tokens, k, kBias, into: s.k.pointer)
-            linear(s.normed.pointer, tokens, v, vBias, into: s.v.pointer)
-        }
-        rope.apply(s.q.pointer, tokens: tokens, heads: shape.heads, cos: cos, sin: sin)
-        rope.apply(s.k.pointer, tokens: tokens, heads: shape.kvHeads, cos: cos, sin: sin)
+        let kvd = k.rows
+        project(h, tokens, cos: cos, sin: sin, rope: rope, shape: shape, decodeArithmetic: false, scratch: s)
         for (t, p) in positions.enumerated() {
             keys.store(p, row: s.k.pointer + t * kvd, heads: shape.kvHeads, headDim: shape.headDim)
             values.store(p, row: s.v.pointer + t * kvd, heads: shape.kvHeads, headDim: shape.headDim)
         }
         Attention.forward(q: s.q.pointer, tokens: tokens, queryStart: positions[0], shape: shape, keys: keys,
                           values: values, kvLength: kvLength, causal: causal, mask: mask, into: s.attn.pointer)
-        Linear.forward(s.attn.pointer, tokens: tokens, weight: o, bias: nil, into: s.normed.pointer)
+        finish(h, tokens, decodeArithmetic: false, scratch: s)
+    }
+
+    /// One decode step of several sequences at once: row i of h [n, hidden] is sequence i's token at
+    /// positions[i], attending over its own keys and values. Each weight is read once for all n rows;
+    /// quantized weights take the int8 GEMM, whose rows equal the one-token GEMV's exactly, so a
+    /// sequence's logits are those it would get alone.
+    func decodeBatch(_ h: UnsafeMutablePointer<Float>, n: Int, positions: [Int], cos: UnsafePointer<Float>,
+                     sin: UnsafePointer<Float>, rope: RoPE, shape: AttentionShape, keys: [KVRows], values: [KVRows],
+                     scratch s: Scratch) {
+        let kvd = k.rows, qd = q.rows
+        project(h, n, cos: cos, sin: sin, rope: rope, shape: shape, decodeArithmetic: true, scratch: s)
+        for (i, p) in positions.enumerated() {
+            keys[i].store(p, row: s.k.pointer + i * kvd, heads: shape.kvHeads, headDim: shape.headDim)
+            values[i].store(p, row: s.v.pointer + i * kvd, heads: shape.kvHeads, headDim: shape.headDim)
+            Attention.forward(q: s.q.pointer + i * qd, tokens: 1, queryStart: p, shape: shape, keys: keys[i], values: values[i],
+                              kvLength: p + 1, causal: true, mask: nil, into: s.attn.pointer + i * qd)
+        }
+        finish(h, n, decodeArithmetic: true, scratch: s)
+    }
+
+    /// Input norm, q/k/v projections and RoPE into the scratch buffers.
+    private func project(_ h: UnsafeMutablePointer<Float>, _ tokens: Int, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
+                         rope: RoPE, shape: AttentionShape, decodeArithmetic: Bool, scratch s: Scratch) {
+        let hidden = o.rows
+        inputNorm.withUnsafeBufferPointer { Norm.rms(h, rows: tokens, dim: hidden, weight: $0.baseAddress!, eps: eps, into: s.normed.pointer) }
+        if tokens == 1 {
+            withBiases(qBias, kBias, vBias) { qb, kb, vb in
+                Linear.gemv([(q, qb, s.q.pointer), (k, kb, s.k.pointer), (v, vb, s.v.pointer)], s.normed.pointer)
+            }
+        } else {
+            product(s.normed.pointer, tokens, q, qBias, into: s.q.pointer, decodeArithmetic)
+            product(s.normed.pointer, tokens, k, kBias, into: s.k.pointer, decodeArithmetic)
+            product(s.normed.pointer, tokens, v, vBias, into: s.v.pointer, decodeArithmetic)
+        }
+        rope.apply(s.q.pointer, tokens: tokens, heads: shape.heads, cos: cos, sin: sin)
+        rope.apply(s.k.pointer, tokens: tokens, heads: shape.kvHeads, cos: cos, sin: sin)
+    }
+
+    /// The attention output's projection and residual, then the MLP block (attention output in s.attn).
+    private func finish(_ h: UnsafeMutablePointer<Float>, _ tokens: Int, decodeArithmetic: Bool, scratch s: Scratch) {
+        let hidden = o.rows
+        product(s.attn.pointer, tokens, o, nil, into: s.normed.pointer, decodeArithmetic)
         add(s.normed.pointer, into: h, count: tokens * hidden)
-        // MLP
         postNorm.withUnsafeBufferPointer { Norm.rms(h, rows: tokens, dim: hidden, weight: $0.baseAddress!, eps: eps, into: s.normed.pointer) }
         if tokens == 1 {
             Linear.gemv([(gate, nil, s.gate.pointer), (up, nil, s.up.pointer)], s.normed.pointer)
         } else {
-            Linear.forward(s.normed.pointer, tokens: tokens, weight: gate, bias: nil, into: s.gate.pointer)
-            Linear.forward(s.normed.pointer, tokens: tokens, weight: up, bias: nil, into: s.up.pointer)
+            product(s.normed.pointer, tokens, gate, nil, into: s.gate.pointer, decodeArithmetic)
+            product(s.normed.pointer, tokens, up, nil, into: s.up.pointer, decodeArithmetic)
         }
         Activation.swiglu(gate: s.gate.pointer, up: s.up.pointer, count: tokens * gate.rows, into: s.gate.pointer)
-        Linear.forward(s.gate.pointer, tokens: tokens, weight: down, bias: nil, into: s.normed.pointer)
+        product(s.gate.pointer, tokens, down, nil, into: s.normed.pointer, decodeArithmetic)
         add(s.normed.pointer, into: h, count: tokens * hidden)
+    }
+}
+
+/// Several rows through one weight: with `decodeArithmetic`, quantized weights use the int8 GEMM (decode's
+/// own arithmetic, row for row) whatever the prefill precision.
+@inline(__always)
+func product(_ x: UnsafePointer<Float>, _ tokens: Int, _ w: WeightMatrix, _ bias: [Float]?, into y: UnsafeMutablePointer<Float>,
+             _ decodeArithmetic: Bool) {
+    guard decodeArithmetic && Quant.hasInt8GEMM(w) else { return linear(x, tokens, w, bias, into: y) }
+    if let bias {
+        bias.withUnsafeBufferPointer { Quant.gemm(x, tokens: tokens, weight: w, bias: $0.baseAddress!, into: y) }
+    } else {
+        Quant.gemm(x, tokens: tokens, weight: w, bias: nil, into: y)
     }
 }
 

@@ -81,6 +81,17 @@ func copyModel(_ name: String, tag: String, tokenizer: Bool = true) throws -> St
         #expect(pt["speech_seconds"] == nil && pt["load_seconds"] != nil)
     }
 
+    @Test func benchParallelReportsTheAggregate() throws {
+        let dir = fixtures.appendingPathComponent("models/tiny-qwen2-quant").path
+        let r = try run(["bench", "--model", dir, "--quant", "q8", "--parallel", "4", "--prompt-tokens", "4", "--gen-tokens", "3",
+                         "--repeats", "1", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(j["streams"] as? Int == 4)
+        #expect(((j["aggregate_decode_tokens_per_second"] as? NSNumber)?.doubleValue ?? 0) > 0)
+        #expect(try run(["bench", "--model", dir, "--parallel", "0"]).status != 0)
+    }
+
     @Test func tokenizeMatchesReferencePromptIds() throws {
         let c = try cases("tiny-minicpmo")[1]
         let text = "<|im_start|>system\n\(c.system!)<|im_end|>\n<|im_start|>user\n\(c.prompt)<|im_end|>\n<|im_start|>assistant\n"

@@ -74,6 +74,15 @@ import Testing
         #expect(r.readBandwidth == nil && r.decodeBandwidthFraction == nil)
     }
 
+    @Test func parallelBenchmarkDecodesEveryStream() throws {
+        let m = try MiniCPMOModel(directory: dir, quantize: .q8_0)
+        let r = try Benchmark.parallel(m, streams: 3, promptTokens: 5, genTokens: 4, repeats: 2)
+        #expect(r.streams == 3 && r.aggregateSamples.count == 2 && r.weights == "q8_0")
+        #expect(r.aggregateDecodeTokensPerSecond > 0 && abs(r.perStreamDecodeTokensPerSecond * 3 - r.aggregateDecodeTokensPerSecond) < 1e-9)
+        // 3 streams of 5 + 4 positions each, one page apiece
+        #expect(r.kvCacheBytes == 3 * m.llm.makeCachePool().bytesPerPage && r.peakRSSBytes > 0 && r.timeToFirstTokenSeconds > 0)
+    }
+
     /// With the ceiling probed during decode (here two stretches of steps), the fraction is that of the
     /// same steps: their read rate over the time-weighted ceiling.
     @Test func benchmarkMeasuresTheCeilingDuringDecode() throws {
