@@ -37,7 +37,7 @@ public enum Linear {
     /// Overrides the setting within a task (tests, or one request among others).
     @TaskLocal public static var prefillPrecisionOverride: PrefillPrecision?
 
-    static var effectivePrefillPrecision: PrefillPrecision { prefillPrecisionOverride ?? prefillPrecision }
+    public static var effectivePrefillPrecision: PrefillPrecision { prefillPrecisionOverride ?? prefillPrecision }
 
     /// x: [tokens, W.cols] → y: [tokens, W.rows]; bias: W.rows floats or nil.
     public static func forward(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix,

@@ -24,8 +24,8 @@ public enum EncoderBenchmark {
         let checkpoint = try Checkpoint(directory: directory)
         // a component whose tensors are absent (a checkpoint made for another encoder) is skipped
         return measure(repeats: repeats, progress: progress,
-                       vision: { try VisionConfig.decode(config).map { try VisionModel.load(checkpoint, config: $0) } },
-                       audio: { try AudioConfig.decode(config).map { try AudioModel.load(checkpoint, config: $0) } },
+                       vision: { try VisionConfig.decode(config).map { try VisionModel.load(checkpoint, config: $0, quantize: MiniCPMOModel.encoderQuantization) } },
+                       audio: { try AudioConfig.decode(config).map { try AudioModel.load(checkpoint, config: $0, quantize: MiniCPMOModel.encoderQuantization) } },
                        speech: {
                            try TTSConfig.decode(config) == nil ? nil
                                : try MiniCPMOModel.loadSpeech(directory: directory, config: config, checkpoint: checkpoint, quantize: quantize)

@@ -61,8 +61,15 @@ public final class MiniCPMOModel: @unchecked Sendable {
             try PreprocessorConfig.check(directory: directory, vision: config)
             try checkpoint.requirePart("vpm.", "vision weights (vpm.*)", for: "see images")
             try checkpoint.requirePart("resampler.", "resampler weights (resampler.*)", for: "see images")
-            return try VisionModel.load(checkpoint, config: config)
+            return try VisionModel.load(checkpoint, config: config, quantize: Self.encoderQuantization)
         }
+    }
+
+    /// The encoders' weights under `--prefill-precision int8` (when they are first bound): their linear
+    /// layers block-quantized to Q8_0, so that they run on the int8 GEMM too. q8 whatever the language
+    /// model's format: 4 bits would cost the encoders' accuracy for little time.
+    static var encoderQuantization: WeightFormat? {
+        Linear.effectivePrefillPrecision == .int8 && Quant.int8GEMMAvailable ? .q8_0 : nil
     }
 
     /// A component built once, on first use, under the lock; its failure is kept and reported again.

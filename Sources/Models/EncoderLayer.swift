@@ -6,7 +6,7 @@ import Weights
 ///   x += out(MHA(LN₁(x)));  x += fc2(act(fc1(LN₂(x))))
 /// Their checkpoints differ only in tensor names, the k bias (Whisper has none), the GELU flavour and
 /// the LayerNorm eps.
-struct EncoderLayer: @unchecked Sendable {
+public struct EncoderLayer: @unchecked Sendable {
     /// Tensor names under the layer's scope.
     struct Names {
         var norm1, norm2, q, k, v, out, fc1, fc2: String
@@ -22,7 +22,7 @@ struct EncoderLayer: @unchecked Sendable {
     enum GELU { case tanh, erf }
 
     let norm1, norm2: (weight: [Float], bias: [Float])
-    let q, k, v, out, fc1, fc2: WeightMatrix
+    var q, k, v, out, fc1, fc2: WeightMatrix
     let qBias, vBias, outBias, fc1Bias, fc2Bias: [Float]
     let kBias: [Float]?
     let heads: Int
@@ -50,6 +50,15 @@ struct EncoderLayer: @unchecked Sendable {
         self.heads = heads
         self.eps = eps
         self.gelu = gelu
+    }
+
+    /// q, k, v, out, fc1, fc2.
+    public var linearWeights: [WeightMatrix] { [q, k, v, out, fc1, fc2] }
+
+    func mapWeights(_ f: (WeightMatrix) -> WeightMatrix) -> EncoderLayer {
+        var l = self
+        l.q = f(q); l.k = f(k); l.v = f(v); l.out = f(out); l.fc1 = f(fc1); l.fc2 = f(fc2)
+        return l
     }
 
     /// Activations shared by the layers of one forward pass.

@@ -58,3 +58,38 @@ import TestSupport
         #expect(pcc(e, refE) >= 0.9999 && maxAbs(e, refE) < 1e-3, "resampler pcc \(pcc(e, refE)) max-abs \(maxAbs(e, refE))")
     }
 }
+
+/// `--prefill-precision int8`: SigLIP's and Whisper's linear layers are quantized to Q8_0 when first bound
+/// and run on the int8 GEMM; their outputs stay close to the float32 reference.
+@Suite struct Int8EncoderTests {
+    @Test(.enabled(if: Quant.int8GEMMAvailable, "the int8 GEMM runs where VNNI does"))
+    func int8VisionTracksTheReference() throws {
+        let ref = try SafetensorsFile(path: VisionReferenceTests.reference)
+        let sizes = try #require(ref.tensors["single.tgt_sizes"]).integers().map { Int($0) }
+        let pixels = try #require(ref.tensors["single.pixel_values"]).floats()
+        let (h, e) = try Linear.$prefillPrecisionOverride.withValue(.int8) {
+            let vision = try VisionReferenceTests.model().vision()
+            #expect(vision.encoder.layers.allSatisfy { $0.linearWeights.allSatisfy { Quant.hasInt8GEMM($0) } })
+            let (hidden, emb) = pixels.withUnsafeBufferPointer { vision.forward(strip: $0.baseAddress!, rows: sizes[0], cols: sizes[1]) }
+            return (hidden.array, emb.array)
+        }
+        let refH = try #require(ref.tensors["single.last_hidden_state"]).floats()
+        let refE = try #require(ref.tensors["single.resampler_output"]).floats()
+        #expect(h != refH)
+        #expect(pcc(h, refH) >= 0.999, "encoder pcc \(pcc(h, refH))")
+        #expect(pcc(e, refE) >= 0.999, "resampler pcc \(pcc(e, refE))")
+    }
+
+    @Test(.enabled(if: Quant.int8GEMMAvailable, "the int8 GEMM runs where VNNI does"))
+    func int8AudioTracksFloat32() throws {
+        let wav = fixturesDirectory.appendingPathComponent("audio/speech-16k-s16.wav")
+        let exact = try VisionReferenceTests.model().encodeAudio(contentsOf: wav)
+        let int8 = try Linear.$prefillPrecisionOverride.withValue(.int8) {
+            let m = try VisionReferenceTests.model()
+            #expect(try m.audio().encoder.layers.allSatisfy { $0.linearWeights.allSatisfy { Quant.hasInt8GEMM($0) } })
+            return try m.encodeAudio(contentsOf: wav)
+        }
+        #expect(int8.tokens == exact.tokens)
+        #expect(pcc(int8.embeddings.array, exact.embeddings.array) >= 0.999, "pcc \(pcc(int8.embeddings.array, exact.embeddings.array))")
+    }
+}

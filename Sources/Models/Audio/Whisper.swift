@@ -13,7 +13,7 @@ public final class WhisperEncoder: @unchecked Sendable {
     let conv1, conv2: WeightMatrix          // [d, mel·3], [d, d·3]
     let conv1Bias, conv2Bias: [Float]
     let positions: WeightMatrix             // [1500, d]
-    let layers: [EncoderLayer]
+    public internal(set) var layers: [EncoderLayer]
     let norm: (weight: [Float], bias: [Float])
     static let eps: Float = 1e-5
 
@@ -91,10 +91,12 @@ public final class AudioModel: @unchecked Sendable {
         }
     }
 
-    public static func load(_ checkpoint: Checkpoint, config: AudioConfig) throws -> AudioModel {
+    /// `quantize`: the encoder layers' linear weights block-quantized at load (for the int8 GEMM).
+    public static func load(_ checkpoint: Checkpoint, config: AudioConfig, quantize: WeightFormat? = nil) throws -> AudioModel {
         let reader = checkpoint.reader(prefix: "")
         let model = AudioModel(config: config, reader: reader)
         try reader.validate()
+        if quantize != nil { model.encoder.layers = model.encoder.layers.map { $0.mapWeights { $0.forDecode(quantizing: quantize) } } }
         return model
     }
 

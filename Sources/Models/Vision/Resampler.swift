@@ -121,10 +121,13 @@ public final class VisionModel: @unchecked Sendable {
     }
 
     /// Binds and validates the `vpm.*` and `resampler.*` tensors of a MiniCPM-o checkpoint.
-    public static func load(_ checkpoint: Checkpoint, config: VisionConfig) throws -> VisionModel {
+    /// `quantize`: SigLIP's linear weights block-quantized at load (for the int8 GEMM); matrices whose
+    /// inputs are no whole number of blocks (the real fc2's 4304) stay as stored.
+    public static func load(_ checkpoint: Checkpoint, config: VisionConfig, quantize: WeightFormat? = nil) throws -> VisionModel {
         let reader = checkpoint.reader(prefix: "")
         let model = VisionModel(config: config, reader: reader)
         try reader.validate()
+        if quantize != nil { model.encoder.layers = model.encoder.layers.map { $0.mapWeights { $0.forDecode(quantizing: quantize) } } }
         return model
     }
 

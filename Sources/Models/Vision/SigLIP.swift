@@ -13,7 +13,7 @@ public final class SiglipEncoder: @unchecked Sendable {
     let patchEmbedding: WeightMatrix   // [C, 3·14·14]
     let patchBias: [Float]
     let positionEmbedding: WeightMatrix  // [70·70, C]
-    let layers: [EncoderLayer]
+    public internal(set) var layers: [EncoderLayer]
     let postNorm: (weight: [Float], bias: [Float])
 
     public init(config: SiglipConfig, layers count: Int, reader r: WeightReader) {
