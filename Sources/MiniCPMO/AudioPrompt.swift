@@ -42,7 +42,7 @@ extension MiniCPMOModel {
             }
             try PreprocessorConfig.check(directory: directory, vision: nil)
             try checkpoint.requirePart("apm.", "audio encoder weights (apm.*)", for: "hear audio")
-            return try AudioModel.load(checkpoint, config: config, quantize: Self.encoderQuantization)
+            return try AudioModel.load(checkpoint, config: config, quantize: encoderFormat)
         }
     }
 

@@ -103,9 +103,8 @@ public enum Benchmark {
                      + (fractions.count == r + 1 ? String(format: ", %.0f%% of %.1f GB/s", 100 * fractions[r], ceilings[r] / 1e9) : ""))
         }
         let peak = max(peakBefore, peakRSS() - probeResident)
-        let weights = llm.layers.first.map { Set($0.linearWeights.map(\.format.rawValue)).sorted().joined(separator: "+") } ?? "?"
         return BenchmarkResult(
-            model: model.directory, weights: weights, threads: Threading.count, promptTokens: promptTokens,
+            model: model.directory, weights: weightsLabel(llm), threads: Threading.count, promptTokens: promptTokens,
             genTokens: genTokens, repeats: repeats, prefillTokensPerSecond: median(prefill),
             decodeTokensPerSecond: median(decode), timeToFirstTokenSeconds: median(ttft),
             prefillSamples: prefill, decodeSamples: decode, weightBytes: llm.weightBytes,
@@ -113,6 +112,11 @@ public enum Benchmark {
             peakRSSBytes: peak,
             readBandwidth: ceilings.isEmpty ? nil : median(ceilings),
             decodeBandwidthFraction: fractions.isEmpty ? nil : median(fractions))
+    }
+
+    /// The formats of the layers' linear weights, e.g. "q8_0" or "bf16".
+    static func weightsLabel(_ llm: Qwen2Model) -> String {
+        llm.layers.first.map { Set($0.linearWeights.map(\.format.rawValue)).sorted().joined(separator: "+") } ?? "?"
     }
 
     static func median(_ v: [Double]) -> Double {

@@ -22,10 +22,11 @@ public enum EncoderBenchmark {
                            progress: (String) -> Void = { _ in }) throws -> [EncoderTiming] {
         let config = try ModelConfig(directory: directory)
         let checkpoint = try Checkpoint(directory: directory)
+        let encoders = MiniCPMOModel.encoderQuantization(for: Linear.effectivePrefillPrecision)
         // a component whose tensors are absent (a checkpoint made for another encoder) is skipped
         return measure(repeats: repeats, progress: progress,
-                       vision: { try VisionConfig.decode(config).map { try VisionModel.load(checkpoint, config: $0, quantize: MiniCPMOModel.encoderQuantization) } },
-                       audio: { try AudioConfig.decode(config).map { try AudioModel.load(checkpoint, config: $0, quantize: MiniCPMOModel.encoderQuantization) } },
+                       vision: { try VisionConfig.decode(config).map { try VisionModel.load(checkpoint, config: $0, quantize: encoders) } },
+                       audio: { try AudioConfig.decode(config).map { try AudioModel.load(checkpoint, config: $0, quantize: encoders) } },
                        speech: {
                            try TTSConfig.decode(config) == nil ? nil
                                : try MiniCPMOModel.loadSpeech(directory: directory, config: config, checkpoint: checkpoint, quantize: quantize)

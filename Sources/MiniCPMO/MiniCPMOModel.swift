@@ -20,6 +20,8 @@ public final class MiniCPMOModel: @unchecked Sendable {
     var templateResult: Result<CheckpointTemplate?, Error>?
     /// The `quantize` format given at load; the TTS transformer follows it too.
     public let quantization: WeightFormat?
+    /// The encoders' linear layers' format, decided at load (`encoderQuantization(for:)`).
+    let encoderFormat: WeightFormat?
     let lock = NSLock()
 
     /// - quantize: block-quantize the language model's linear weights at load (q8_0 or q4_0);
@@ -28,6 +30,7 @@ public final class MiniCPMOModel: @unchecked Sendable {
     public init(directory: String, quantize: WeightFormat? = nil, progress: (String) -> Void = { _ in }) throws {
         self.directory = directory
         quantization = quantize
+        encoderFormat = Self.encoderQuantization(for: Linear.effectivePrefillPrecision)
         progress("reading \(directory)/config.json")
         config = try ModelConfig(directory: directory)
         progress("mapping safetensors")
@@ -61,15 +64,15 @@ public final class MiniCPMOModel: @unchecked Sendable {
             try PreprocessorConfig.check(directory: directory, vision: config)
             try checkpoint.requirePart("vpm.", "vision weights (vpm.*)", for: "see images")
             try checkpoint.requirePart("resampler.", "resampler weights (resampler.*)", for: "see images")
-            return try VisionModel.load(checkpoint, config: config, quantize: Self.encoderQuantization)
+            return try VisionModel.load(checkpoint, config: config, quantize: encoderFormat)
         }
     }
 
-    /// The encoders' weights under `--prefill-precision int8` (when they are first bound): their linear
-    /// layers block-quantized to Q8_0, so that they run on the int8 GEMM too. q8 whatever the language
-    /// model's format: 4 bits would cost the encoders' accuracy for little time.
-    static var encoderQuantization: WeightFormat? {
-        Linear.effectivePrefillPrecision == .int8 && Quant.int8GEMMAvailable ? .q8_0 : nil
+    /// The encoders' weights for a prefill precision: under int8 their linear layers are block-quantized
+    /// to Q8_0 (when first bound), so that they run on the int8 GEMM too. q8 whatever the language model's
+    /// format: 4 bits would cost the encoders' accuracy for little time.
+    static func encoderQuantization(for precision: Linear.PrefillPrecision) -> WeightFormat? {
+        precision == .int8 && Quant.int8GEMMAvailable ? .q8_0 : nil
     }
 
     /// A component built once, on first use, under the lock; its failure is kept and reported again.

@@ -59,9 +59,8 @@ extension Benchmark {
             progress(String(format: "repeat %d: %d streams, %.2f tok/s together, %.2f each", r + 1, streams, aggregate.last!,
                             aggregate.last! / Double(streams)))
         }
-        let weights = llm.layers.first.map { Set($0.linearWeights.map(\.format.rawValue)).sorted().joined(separator: "+") } ?? "?"
         let agg = median(aggregate)
-        return ParallelBenchmarkResult(model: model.directory, weights: weights, threads: Threading.count, streams: streams,
+        return ParallelBenchmarkResult(model: model.directory, weights: weightsLabel(llm), threads: Threading.count, streams: streams,
                                        promptTokens: promptTokens, genTokens: genTokens, repeats: repeats,
                                        aggregateDecodeTokensPerSecond: agg, perStreamDecodeTokensPerSecond: agg / Double(streams),
                                        timeToFirstTokenSeconds: median(ttft), aggregateSamples: aggregate, kvCacheBytes: kvBytes,

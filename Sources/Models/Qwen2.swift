@@ -147,13 +147,7 @@ public final class Qwen2Model: @unchecked Sendable {
     /// logits [n, vocab] of `decodeBatch`'s hidden states, with decode's arithmetic for a quantized LM head.
     public func batchLogits(_ hidden: FloatBuffer, rows n: Int) -> FloatBuffer {
         let out = FloatBuffer(count: n * config.vocabSize)
-        withExtendedLifetime(hidden) {
-            if n == 1 {
-                Linear.forward(hidden.pointer, tokens: 1, weight: lmHead, bias: nil, into: out.pointer)
-            } else {
-                product(hidden.pointer, n, lmHead, nil, into: out.pointer, true)
-            }
-        }
+        withExtendedLifetime(hidden) { product(hidden.pointer, n, lmHead, nil, into: out.pointer, true) }
         return out
     }
 
@@ -319,12 +313,12 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
     }
 }
 
-/// Several rows through one weight: with `decodeArithmetic`, quantized weights use the int8 GEMM (decode's
-/// own arithmetic, row for row) whatever the prefill precision.
+/// Rows through one weight: with `decodeArithmetic`, quantized weights use the int8 GEMM (decode's own
+/// arithmetic, row for row) whatever the prefill precision; one row is the one-token GEMV anyway.
 @inline(__always)
 func product(_ x: UnsafePointer<Float>, _ tokens: Int, _ w: WeightMatrix, _ bias: [Float]?, into y: UnsafeMutablePointer<Float>,
              _ decodeArithmetic: Bool) {
-    guard decodeArithmetic && Quant.hasInt8GEMM(w) else { return linear(x, tokens, w, bias, into: y) }
+    guard decodeArithmetic && tokens > 1 && Quant.hasInt8GEMM(w) else { return linear(x, tokens, w, bias, into: y) }
     if let bias {
         bias.withUnsafeBufferPointer { Quant.gemm(x, tokens: tokens, weight: w, bias: $0.baseAddress!, into: y) }
     } else {

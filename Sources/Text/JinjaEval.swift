@@ -161,28 +161,23 @@ struct ExprParser {
             } else { return e }
         }
     }
-    mutating func additive() throws -> Expr {
-        var e = try concat()
-        while case let .op(o)? = peek, ["+", "-"].contains(o) {
+    /// `next (op next)*` for the operators `ops`, left-associative.
+    mutating func leftAssociative(_ ops: [String], _ next: (inout Self) throws -> Expr) throws -> Expr {
+        var e = try next(&self)
+        while case let .op(o)? = peek, ops.contains(o) {
             at += 1
-            e = .binary(o, e, try concat())
+            e = .binary(o, e, try next(&self))
         }
         return e
     }
+    mutating func additive() throws -> Expr { try leftAssociative(["+", "-"]) { try $0.concat() } }
     /// `~` binds tighter than + and -, looser than * and / (as in Jinja).
     mutating func concat() throws -> Expr {
         var e = try multiplicative()
         while accept(.op("~")) { e = .binary("~", e, try multiplicative()) }
         return e
     }
-    mutating func multiplicative() throws -> Expr {
-        var e = try unary()
-        while case let .op(o)? = peek, ["*", "/", "%", "//"].contains(o) {
-            at += 1
-            e = .binary(o, e, try unary())
-        }
-        return e
-    }
+    mutating func multiplicative() throws -> Expr { try leftAssociative(["*", "/", "%", "//"]) { try $0.unary() } }
     mutating func unary() throws -> Expr {
         if accept(.op("-")) { return .unary("-", try unary()) }
         var e = try postfix()
