@@ -198,14 +198,34 @@ public final class LanguageSession: @unchecked Sendable {
         var common = commonPrefix(keys)
         common = min(common, tokens.count - 1)  // the last token must run to produce logits
         if let at = hiddenAt, at >= 0, at < tokens.count { common = min(common, at) }
-        var captured: [Float]?
         cache.truncate(to: common)
         cachedKeys.removeLast(cachedKeys.count - common)
+        let r = try feed(prompt, keys: keys, from: common, chunk: chunk, hiddenAt: hiddenAt, shouldStop: shouldStop)
+        return (r.logits, common, r.hidden)
+    }
+
+    /// Prefills a prompt after what the cache holds, whatever that is (a conversation that goes on turn
+    /// by turn: a live call). Positions in `prompt` (spans, `hiddenAt`) count from its first token.
+    public func append(_ prompt: Prompt, chunk: Int, hiddenAt: Int? = nil) throws -> (logits: [Float], hidden: [Float]?) {
+        precondition(!prompt.tokens.isEmpty)
+        try prompt.validate(hidden: model.config.hiddenSize)
+        let context = model.config.maxPositionEmbeddings
+        guard cache.length + prompt.tokens.count < context else {
+            throw GenerationError.promptTooLong(tokens: cache.length + prompt.tokens.count, context: context)
+        }
+        return try feed(prompt, keys: prompt.positionKeys, from: 0, chunk: chunk, hiddenAt: hiddenAt, shouldStop: nil)
+    }
+
+    /// Runs the prompt's tokens from `first` on (the cache holding the ones before), in chunks.
+    private func feed(_ prompt: Prompt, keys: [Prompt.PositionKey], from first: Int, chunk: Int, hiddenAt: Int?,
+                      shouldStop: (() -> Bool)?) throws -> (logits: [Float], hidden: [Float]?) {
+        let tokens = prompt.tokens, h = model.config.hiddenSize
+        var captured: [Float]?
         var logits: [Float] = []
-        var start = common
+        var start = first
         let step = max(1, chunk)
         while start < tokens.count {
-            if start > common, shouldStop?() == true { throw GenerationError.stopped }
+            if start > first, shouldStop?() == true { throw GenerationError.stopped }
             let end = min(tokens.count, start + step)
             let x = try model.embed(Array(tokens[start..<end]))
             for span in prompt.spans {
@@ -223,7 +243,7 @@ public final class LanguageSession: @unchecked Sendable {
             if end == tokens.count { logits = model.logits(hidden, row: end - start - 1) }
             start = end
         }
-        return (logits, common, captured)
+        return (logits, captured)
     }
 
     /// Feeds one token to each of several sessions of one model in a single batched step (each weight read
@@ -286,12 +306,26 @@ public struct TextGenerator: Sendable {
         timings.promptTokens = prompt.count
         let t0 = Date()
         let pre = try session.prefill(full, chunk: options.prefillChunk, hiddenAt: options.captureHiddenAt, shouldStop: options.shouldStop)
-        var logits = pre.logits
-        let reused = pre.reused
         if let h = pre.hidden { options.onCapturedHidden?(h) }
-        timings.cachedTokens = reused
+        timings.cachedTokens = pre.reused
         timings.prefillSeconds = Date().timeIntervalSince(t0)
+        var result = try decode(from: pre.logits, session: session, options: options, budget: budget, onText: onText)
+        result.timings.promptTokens = timings.promptTokens
+        result.timings.cachedTokens = timings.cachedTokens
+        result.timings.prefillSeconds = timings.prefillSeconds
+        result.capturedHidden = pre.hidden
+        return result
+    }
 
+    /// Samples from `logits` (those after the cache's last token) on: the answer, token by token, each
+    /// fed to the session but the last. `onToken` sees every token sampled (before its text) and returns
+    /// false to stop after it.
+    public func decode(from logits: [Float], session: LanguageSession, options: GenerationOptions, budget: Int? = nil,
+                       onToken: (Int) -> Bool = { _ in true }, onText: (String) -> Bool = { _ in true }) throws -> GenerationResult {
+        try options.sampling.validate()
+        var logits = logits
+        let budget = budget ?? min(max(options.maxTokens, 0), model.config.maxPositionEmbeddings - session.cache.length)
+        var timings = GenerationTimings()
         var sampler = Sampler(options.sampling)
         var decoder = tokenizer.streamingDecoder(skipSpecial: false)
         var stops = StopStringMatcher(options.stopStrings)
@@ -311,8 +345,9 @@ public struct TextGenerator: Sendable {
                 break
             }
             generated.append(token)
+            let go = onToken(token)
             let (ready, stopped) = stops.push(silentTokens.contains(token) ? "" : decoder.push(token))
-            if !emit(ready) { reason = .cancelled; break }
+            if !emit(ready) || !go { reason = .cancelled; break }
             if stopped { reason = .stop; break }
             if generated.count == budget { break }
             logits = try session.step(token)
@@ -323,8 +358,7 @@ public struct TextGenerator: Sendable {
         }
         timings.generatedTokens = generated.count
         timings.decodeSeconds = Date().timeIntervalSince(t1)
-        return GenerationResult(text: text, tokenIds: generated, finishReason: reason, timings: timings,
-                                capturedHidden: pre.hidden)
+        return GenerationResult(text: text, tokenIds: generated, finishReason: reason, timings: timings, capturedHidden: nil)
     }
 
     /// The same generation as an async stream (the work runs on its own thread; cancelling the

@@ -74,16 +74,36 @@ public struct EncoderLayer: @unchecked Sendable {
         }
     }
 
-    /// x [n, width] in place; query i sees keys 0 ..< visibleKeys(i) (all when nil).
-    func forward(_ x: UnsafeMutablePointer<Float>, tokens n: Int, visibleKeys: ((Int) -> Int)? = nil, scratch s: Scratch) {
+    /// Keys and values of earlier frames (streaming: the pieces before this one), [count, width] each.
+    final class History {
+        var keys: [Float] = [], values: [Float] = []
+        var count = 0
+    }
+
+    /// x [n, width] in place; query i sees keys 0 ..< visibleKeys(i) (all when nil). With a history the
+    /// new frames also see every frame before them, and join the history.
+    func forward(_ x: UnsafeMutablePointer<Float>, tokens n: Int, visibleKeys: ((Int) -> Int)? = nil, history: History? = nil,
+                 scratch s: Scratch) {
         let c = q.rows, hd = c / heads
         layerNorm(x, n, c, norm1, eps, into: s.normed.pointer)
         linear(s.normed.pointer, n, q, qBias, into: s.q.pointer)
         linear(s.normed.pointer, n, k, kBias, into: s.k.pointer)
         linear(s.normed.pointer, n, v, vBias, into: s.v.pointer)
-        Attention.dense(q: s.q.pointer, qStride: c, k: s.k.pointer, v: s.v.pointer, kvStride: c, queries: n, keys: n,
-                        heads: heads, headDim: hd, scale: 1 / Float(hd).squareRoot(), visibleKeys: visibleKeys,
-                        into: s.attn.pointer, outStride: c)
+        let scale = 1 / Float(hd).squareRoot()
+        if let history {
+            history.keys += UnsafeBufferPointer(start: s.k.pointer, count: n * c)
+            history.values += UnsafeBufferPointer(start: s.v.pointer, count: n * c)
+            history.count += n
+            history.keys.withUnsafeBufferPointer { k in
+                history.values.withUnsafeBufferPointer { v in
+                    Attention.dense(q: s.q.pointer, qStride: c, k: k.baseAddress!, v: v.baseAddress!, kvStride: c, queries: n,
+                                    keys: history.count, heads: heads, headDim: hd, scale: scale, into: s.attn.pointer, outStride: c)
+                }
+            }
+        } else {
+            Attention.dense(q: s.q.pointer, qStride: c, k: s.k.pointer, v: s.v.pointer, kvStride: c, queries: n, keys: n,
+                            heads: heads, headDim: hd, scale: scale, visibleKeys: visibleKeys, into: s.attn.pointer, outStride: c)
+        }
         linear(s.attn.pointer, n, out, outBias, into: s.normed.pointer)
         axpy(1, s.normed.pointer, x, n * c)
         layerNorm(x, n, c, norm2, eps, into: s.normed.pointer)

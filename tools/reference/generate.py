@@ -21,7 +21,8 @@ reference/generate-audio-tiny-minicpmo.json, probe/audio-input.safetensors); and
 (`tts.*`: ConditionalChatTTS + DVAE decoder, see speech.py) with `tts_config`, the assets a real checkpoint carries
 (assets/Vocos.pt, assets/chattts_tokenizer/tokenizer.json.gz) and the speech references
 (reference/speech-tiny-minicpmo.safetensors, reference/speech-e2e-tiny-minicpmo.{json,safetensors},
-probe/{tts,dvae,vocos}-input.safetensors).
+probe/{tts,dvae,vocos}-input.safetensors); and the live-mode reference (reference/live-tiny-minicpmo.{json,safetensors},
+see live.py).
 """
 import argparse
 import json
@@ -448,6 +449,10 @@ def main():
                                    FIXTURES / "reference" / f"speech-e2e-{name}.safetensors",
                                    float32_twin(model, config), tts, vocos, tok, ctok)
         print(f"wrote {name}")
+
+    # live mode (streaming prefill and generation) from the checkpoint just written
+    import live
+    live.main()
 
     # A ready-made probe input for the README's quick start: a short ChatML prompt's token ids.
     (FIXTURES / "probe").mkdir(parents=True, exist_ok=True)

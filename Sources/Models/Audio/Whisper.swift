@@ -35,8 +35,24 @@ public final class WhisperEncoder: @unchecked Sendable {
     /// Encoder frames for `frames` mel frames: (T − 1) / 2 + 1.
     public static func outputFrames(_ frames: Int) -> Int { (frames - 1) / 2 + 1 }
 
-    /// Hidden states [T', d] after the final LayerNorm for a mel row [mel, T] (bins × frames).
-    public func forward(mel: UnsafePointer<Float>, frames t: Int) -> FloatBuffer {
+    /// What a streaming encoder keeps between the pieces of one utterance (spec §4.5): every layer's
+    /// keys and values so far. Positions continue from `frames`.
+    public final class StreamingState: @unchecked Sendable {
+        var layers: [EncoderLayer.History]
+        public var frames: Int { layers.first?.count ?? 0 }
+        /// The position the last piece started at.
+        public internal(set) var lastOffset = 0
+        public init(layers: Int) { self.layers = (0..<layers).map { _ in EncoderLayer.History() } }
+        public func reset() { layers = layers.map { _ in EncoderLayer.History() } }
+    }
+
+    public func makeStreamingState() -> StreamingState { StreamingState(layers: layers.count) }
+
+    /// Hidden states [T', d] after the final LayerNorm for a mel row [mel, T] (bins × frames). With a
+    /// streaming state the piece is encoded as the reference's streaming path does: positions after the
+    /// state's frames, every earlier frame and every frame of the piece visible (no mask), and the piece
+    /// joins the state. A state that would reach the position table's end is cleared first.
+    public func forward(mel: UnsafePointer<Float>, frames t: Int, streaming state: StreamingState? = nil) -> FloatBuffer {
         let d = config.dModel, bins = config.numMelBins
         // the mel row [bins, T] as frames [T, bins], then conv1 (k 3, pad 1) and conv2 (k 3, stride 2, pad 1)
         let frames = FloatBuffer(count: t * bins)
@@ -54,16 +70,21 @@ public final class WhisperEncoder: @unchecked Sendable {
                            stride: 2, into: x.pointer)
         }
         Activation.geluErf(x.pointer, count: n * d)
+        if let state, state.frames > 0, state.frames + n >= positions.rows { state.reset() }
+        let offset = state?.frames ?? 0
+        state?.lastOffset = offset
         let pos = FloatBuffer(count: d)
         for i in 0..<n {
-            // past the table (only streaming gets there) the last row repeats, as the reference does
-            positions.readRow(min(i, positions.rows - 1), into: pos.pointer)
+            // past the table the last row repeats, as the reference does
+            positions.readRow(min(offset + i, positions.rows - 1), into: pos.pointer)
             axpy(1, pos.pointer, x.pointer + i * d, d)
         }
         let chunk = config.chunkFrames
         let visible: (Int) -> Int = { i in chunk > 0 ? min(n, (i / chunk + 1) * chunk) : n }
         let scratch = EncoderLayer.Scratch(width: d, inner: config.encoderFFNDim, tokens: n)
-        for layer in layers { layer.forward(x.pointer, tokens: n, visibleKeys: visible, scratch: scratch) }
+        for (l, layer) in layers.enumerated() {
+            layer.forward(x.pointer, tokens: n, visibleKeys: state == nil ? visible : nil, history: state?.layers[l], scratch: scratch)
+        }
         layerNorm(x.pointer, n, d, norm, Self.eps, into: x.pointer)
         return x
     }
@@ -109,9 +130,11 @@ public final class AudioModel: @unchecked Sendable {
         return (d >= 0 ? d / step : -((-d + step - 1) / step)) + 1
     }
 
-    /// Encoder output [T', d], projected [T', H] and pooled [T' / step, H] for one mel row [mel, T].
-    public func forward(mel: UnsafePointer<Float>, frames: Int) -> (hidden: FloatBuffer, projected: FloatBuffer, pooled: FloatBuffer) {
-        let hidden = encoder.forward(mel: mel, frames: frames)
+    /// Encoder output [T', d], projected [T', H] and pooled [T' / step, H] for one mel row [mel, T]
+    /// (a piece of a stream when given the stream's state).
+    public func forward(mel: UnsafePointer<Float>, frames: Int, streaming: WhisperEncoder.StreamingState? = nil)
+        -> (hidden: FloatBuffer, projected: FloatBuffer, pooled: FloatBuffer) {
+        let hidden = encoder.forward(mel: mel, frames: frames, streaming: streaming)
         let n = WhisperEncoder.outputFrames(frames), h = config.embedDim
         let mid = FloatBuffer(count: n * h)
         linear(hidden.pointer, n, linear1, bias1, into: mid.pointer)
