@@ -8,7 +8,7 @@ struct MiniCPMOCommand: AsyncParsableCommand {
         commandName: "minicpmo",
         abstract: "MiniCPM-o 2.6 inference on the CPU.",
         subcommands: [GenerateCommand.self, ChatCommand.self, ServeCommand.self, DownloadCommand.self, TokenizeCommand.self,
-                      BenchCommand.self, QuantizeCommand.self, ProbeCommand.self])
+                      BenchCommand.self, QuantizeCommand.self, ProbeCommand.self, LiveCommand.self])
 }
 
 /// Messages for people go to stderr; stdout carries only results.

@@ -1,0 +1,224 @@
+import Foundation
+import Media
+import MiniCPMO
+
+/// A voice (and video) call over an `OmniSession`: audio arrives in pieces of any size, a detector finds
+/// where the user speaks, what they say goes to the model in 1-second units as it comes, the model
+/// answers when they stop, and speaking again interrupts the answer.
+///
+/// The model works on one thread of its own, in order: units, answers. Audio is taken on the caller's
+/// thread and never waits for the model, so an interruption stops the answer while it is being written.
+/// `onEvent` is called on either thread and must not call back into the call.
+public final class LiveCall: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var generation = GenerationOptions(sampling: SamplingParameters(temperature: 0.7, topK: 100, topP: 0.8,
+                                                                             repetitionPenalty: 1.05), maxTokens: 512)
+        /// Seconds of silence that end the user's turn.
+        public var silence = 0.6
+        /// Audio kept from before speech was detected, so that its first syllable is heard.
+        public var preroll = 0.3
+        /// Speak the answers (false: text only).
+        public var speak = true
+        public var speechSeed: UInt64 = 0
+        public var greedySpeech = false
+        public init() {}
+    }
+
+    public enum Event: Sendable {
+        case speechStarted(at: Double)
+        case speechEnded(at: Double, detectedAt: Double)
+        /// A unit went into the conversation: its index in the call, its audio, the seconds its prefill took.
+        case heard(unit: Int, seconds: Double, prefillSeconds: Double)
+        case answerStarted(turn: Int)
+        case text(String)
+        case audio(SpeechChunk)
+        case answerFinished(turn: Int, OmniSession.Answer)
+        /// The user spoke over an answer (or the client asked): it stops.
+        case interrupted(turn: Int)
+        case failed(String)
+    }
+
+    public let session: OmniSession
+    let speech: SpeechModel?
+    public var options: Options
+    let onEvent: @Sendable (Event) -> Void
+    private var detector: VoiceActivityDetector
+    private let lock = NSLock()
+    private var buffer: [Float] = []
+    private var inTurn = false
+    private var frame: RGBImage?
+    private var units = 0
+    private var turns = 0
+    private var answering: Int?
+    private let worker = SerialWorker(name: "live-call")
+
+    public init(session: OmniSession, speech: SpeechModel?, options: Options = Options(),
+                onEvent: @escaping @Sendable (Event) -> Void) {
+        self.session = session
+        self.speech = options.speak ? speech : nil
+        self.options = options
+        self.onEvent = onEvent
+        detector = VoiceActivityDetector(silence: options.silence)
+    }
+
+    /// Prefills the system message (a voice to clone, if given) before the user speaks.
+    public func start(system: String? = nil, voice: [Float]? = nil) {
+        worker.run { [self] in
+            do { try session.start(system: system, voice: voice) } catch { onEvent(.failed("\(error)")) }
+        }
+    }
+
+    /// The latest video frame: it goes with the next unit.
+    public func show(_ image: RGBImage) { lock.withLock { frame = image } }
+
+    /// Takes 16 kHz mono audio as it arrives.
+    public func hear(_ samples: [Float]) {
+        lock.lock()
+        defer { lock.unlock() }
+        let events = detector.push(samples)
+        buffer += samples
+        for event in events {
+            switch event {
+            case let .speechStarted(at):
+                onEvent(.speechStarted(at: at))
+                if let turn = answering { interrupt(turn) }
+                inTurn = true
+            case let .speechEnded(at, detectedAt):
+                onEvent(.speechEnded(at: at, detectedAt: detectedAt))
+                endTurn()
+            }
+        }
+        if inTurn {
+            while buffer.count >= 16000 { sendUnit(Array(buffer.prefix(16000))); buffer.removeFirst(16000) }
+        } else {
+            let keep = Int(options.preroll * 16000)
+            if buffer.count > keep { buffer.removeFirst(buffer.count - keep) }
+        }
+    }
+
+    /// Ends the user's turn now (push to talk), whatever the detector thinks.
+    public func commit() { lock.withLock { endTurn(force: true) } }
+
+    /// Stops the answer being written or spoken.
+    public func cancel() { lock.withLock { if let turn = answering { interrupt(turn) } } }
+
+    /// Waits until everything queued so far has run.
+    public func drain() { worker.wait() }
+
+    public func close() {
+        cancel()
+        worker.stop()
+    }
+
+    // MARK: - under the lock
+
+    private func interrupt(_ turn: Int) {
+        session.interrupt()
+        answering = nil
+        onEvent(.interrupted(turn: turn))
+    }
+
+    private func endTurn(force: Bool = false) {
+        guard inTurn || force else { return }
+        inTurn = false
+        if !buffer.isEmpty { sendUnit(buffer) }
+        buffer = []
+        guard units > 0 else { return }
+        turns += 1
+        let turn = turns
+        answering = turn
+        worker.run { [self] in answer(turn) }
+    }
+
+    private func sendUnit(_ audio: [Float]) {
+        let image = frame
+        frame = nil
+        units += 1
+        let index = units
+        worker.run { [self] in
+            do {
+                let p = try session.listen(.init(audio: audio, frame: image))
+                onEvent(.heard(unit: index, seconds: Double(audio.count) / 16000, prefillSeconds: p.seconds))
+            } catch {
+                onEvent(.failed("\(error)"))
+            }
+        }
+    }
+
+    // MARK: - on the worker
+
+    private func answer(_ turn: Int) {
+        // the user spoke again before the answer began: their message goes on, nothing is answered yet
+        guard lock.withLock({ answering == turn }) else { return }
+        onEvent(.answerStarted(turn: turn))
+        do {
+            let sampler = CodeSampler(seed: options.speechSeed &+ UInt64(turn), greedy: options.greedySpeech)
+            var generation = options.generation
+            generation.shouldStop = { [weak self] in
+                guard let self else { return true }
+                return lock.withLock { answering != turn }
+            }
+            let a = try session.answer(options: generation, speech: speech, sampler: sampler) { [onEvent] event in
+                switch event {
+                case let .text(t): onEvent(.text(t))
+                case let .audio(c): onEvent(.audio(c))
+                }
+            }
+            lock.withLock { if answering == turn { answering = nil } }
+            onEvent(.answerFinished(turn: turn, a))
+        } catch {
+            onEvent(.failed("\(error)"))
+        }
+    }
+}
+
+/// One thread that runs closures in order (the model's work wants a big stack and no thread hopping).
+final class SerialWorker: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [() -> Void] = []
+    private var busy = false
+    private var stopped = false
+
+    init(name: String) {
+        let thread = Thread { [self] in loop() }
+        thread.name = name
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    func run(_ job: @escaping () -> Void) {
+        condition.withLock {
+            guard !stopped else { return }
+            jobs.append(job)
+            condition.broadcast()
+        }
+    }
+
+    func wait() {
+        condition.withLock { while !jobs.isEmpty || busy { condition.wait() } }
+    }
+
+    func stop() {
+        condition.withLock {
+            stopped = true
+            condition.broadcast()
+        }
+    }
+
+    private func loop() {
+        while true {
+            let job: (() -> Void)? = condition.withLock {
+                while jobs.isEmpty && !stopped { condition.wait() }
+                if jobs.isEmpty { return nil }
+                busy = true
+                return jobs.removeFirst()
+            }
+            guard let job else { return }
+            job()
+            condition.withLock {
+                busy = false
+                condition.broadcast()
+            }
+        }
+    }
+}
