@@ -50,10 +50,13 @@ public final class LiveCall: @unchecked Sendable {
     private var units = 0
     private var turns = 0
     private var answering: Int?
-    private let worker = SerialWorker(name: "live-call")
+    private let worker: any LiveExecutor
 
-    public init(session: OmniSession, speech: SpeechModel?, options: Options = Options(),
+    /// - executor: where the model's work runs (default: a thread of the call's own; a server passes its
+    ///   scheduler's, so that calls and other requests take turns).
+    public init(session: OmniSession, speech: SpeechModel?, options: Options = Options(), executor: (any LiveExecutor)? = nil,
                 onEvent: @escaping @Sendable (Event) -> Void) {
+        worker = executor ?? SerialWorker(name: "live-call")
         self.session = session
         self.speech = options.speak ? speech : nil
         self.options = options
@@ -172,10 +175,46 @@ public final class LiveCall: @unchecked Sendable {
     }
 }
 
-/// One thread that runs closures in order (the model's work wants a big stack and no thread hopping).
-final class SerialWorker: @unchecked Sendable {
+/// Runs a call's jobs one after another, in order.
+public protocol LiveExecutor: Sendable {
+    func run(_ job: @escaping @Sendable () -> Void)
+    /// Returns when every job given so far has run.
+    func wait()
+    /// Runs no more jobs.
+    func stop()
+}
+
+/// The call's jobs on a scheduler's worker, in turn with its other requests.
+public final class SchedulerExecutor: LiveExecutor, @unchecked Sendable {
+    private let continuation: AsyncStream<@Sendable () -> Void>.Continuation
     private let condition = NSCondition()
-    private var jobs: [() -> Void] = []
+    private var pending = 0
+
+    public init(_ scheduler: any RequestScheduler) {
+        let (jobs, continuation) = AsyncStream.makeStream(of: (@Sendable () -> Void).self)
+        self.continuation = continuation
+        Task { [condition] in
+            for await job in jobs {
+                _ = try? await scheduler.perform { _ in job() }
+                condition.withLock { self.pending -= 1; condition.broadcast() }
+            }
+        }
+    }
+
+    public func run(_ job: @escaping @Sendable () -> Void) {
+        condition.withLock { pending += 1 }
+        if case .terminated = continuation.yield(job) { condition.withLock { pending -= 1; condition.broadcast() } }
+    }
+
+    public func wait() { condition.withLock { while pending > 0 { condition.wait() } } }
+
+    public func stop() { continuation.finish() }
+}
+
+/// One thread that runs closures in order (the model's work wants a big stack and no thread hopping).
+final class SerialWorker: LiveExecutor, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [@Sendable () -> Void] = []
     private var busy = false
     private var stopped = false
 
@@ -186,7 +225,7 @@ final class SerialWorker: @unchecked Sendable {
         thread.start()
     }
 
-    func run(_ job: @escaping () -> Void) {
+    func run(_ job: @escaping @Sendable () -> Void) {
         condition.withLock {
             guard !stopped else { return }
             jobs.append(job)
@@ -207,7 +246,7 @@ final class SerialWorker: @unchecked Sendable {
 
     private func loop() {
         while true {
-            let job: (() -> Void)? = condition.withLock {
+            let job: (@Sendable () -> Void)? = condition.withLock {
                 while jobs.isEmpty && !stopped { condition.wait() }
                 if jobs.isEmpty { return nil }
                 busy = true

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import NIOCore
 import Runtime
@@ -28,12 +29,14 @@ public struct ServerConfiguration: Sendable {
 }
 
 /// The request context: Hummingbird's, plus the connection (to notice a client that went away).
-public struct ServerContext: RequestContext {
+public struct ServerContext: RequestContext, WebSocketRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let channel: any Channel
+    public let webSocket: WebSocketHandlerReference<ServerContext>
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         channel = source.channel
+        webSocket = .init()
     }
     // bodies are collected by the handlers under the server's own limit
     public var maxUploadSize: Int { .max }
@@ -69,7 +72,10 @@ public final class MiniCPMOServer: Sendable {
     public func run(onReady: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let app = Application(
             router: makeRouter(),
-            server: .http1(additionalChannelHandlers: [HalfCloseDetector()]),
+            server: .http1WebSocketUpgrade(
+                webSocketRouter: makeWebSocketRouter(),
+                configuration: .init(http1: .init(additionalChannelHandlers: [HalfCloseDetector()]),
+                                     ws: .init(maxFrameSize: configuration.maxBodyBytes))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "minicpmo"),
             onServerRunning: { channel in await onReady(channel.localAddress?.port ?? 0) },
             logger: logger)
