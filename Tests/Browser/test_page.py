@@ -225,10 +225,13 @@ def test_microphone_recording_becomes_an_attachment(server, browser):
     assert int(assistant(browser)[-1].get_attribute("data-prompt-tokens")) > 25, "the recording reached the model"
 
 
-def test_call_mode_sends_spoken_turns_and_answers_aloud(server, browser):
+def test_call_mode_streams_to_the_live_endpoint_and_answers_aloud(server, browser):
     open_page(browser, server, settings={**SETTINGS, "silence_ms": 300, "max_tokens": 200})
     browser.find_element(By.ID, "call").click()
     WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "call-panel").is_displayed())
+    # the microphone streams to /v1/live, whose events come back
+    WebDriverWait(browser, 30).until(lambda d: (d.execute_script("return window.minicpmo.liveAppends") or 0) > 5)
+    WebDriverWait(browser, 30).until(lambda d: (d.execute_script("return window.minicpmo.liveEvents") or 0) > 1)
     # a turn ends at the pause between two plays of the recording; the answer is spoken
     WebDriverWait(browser, 90).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".msg.user .media .clip"))
     WebDriverWait(browser, 120).until(lambda d: d.execute_script("return window.minicpmo.scheduledSamples") > 0)

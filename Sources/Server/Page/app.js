@@ -538,7 +538,7 @@
       el("button", { type: "button", title: "Remove", onclick: () => { attachments.splice(i, 1); renderAttachments(); } }, "✕"))));
   }
 
-  // ---- live call: hands-free turns, speaking interrupts the answer ---------------------------------------
+  // ---- live call over /v1/live: the server listens, finds the turns, answers aloud; speaking interrupts ----
 
   let callState = null;
   async function startCall() {
@@ -546,58 +546,98 @@
     settings.speak = true;
     $("speak").checked = true;
     save();
-    try {
-      const s = { chunks: [], speaking: false, silence: 0, voiced: 0, floor: 0.003, mic: null };
-      s.mic = await openMicrophone((samples, rate) => listen(s, samples, rate));
-      callState = s;
-      $("call-panel").hidden = false;
-      $("call").classList.add("active");
-      $("call-status").textContent = "Listening…";
-    } catch (e) { showError("The microphone could not be opened: " + e.message); }
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const key = settings.api_key ? "?api_key=" + encodeURIComponent(settings.api_key) : "";
+    const s = { ws: new WebSocket(`${proto}//${location.host}/v1/live${key}`), mic: null, assistant: null, user: null, pending: [] };
+    callState = s;
+    $("call-panel").hidden = false;
+    $("call").classList.add("active");
+    $("call-status").textContent = "Connecting…";
+    s.ws.onopen = async () => {
+      const session = { temperature: Number(settings.temperature), max_response_output_tokens: Number(settings.max_tokens),
+                        turn_detection: { silence_duration_ms: Number(settings.silence_ms) }, input_sample_rate: 16000 };
+      if (settings.system) session.instructions = settings.system;
+      s.ws.send(JSON.stringify({ type: "session.update", session }));
+      try {
+        s.mic = await openMicrophone((samples, rate) => sendAudio(s, samples, rate));
+        $("call-status").textContent = "Listening…";
+      } catch (e) { showError("The microphone could not be opened: " + e.message); hangUp(); }
+    };
+    s.ws.onmessage = (e) => onLiveEvent(s, JSON.parse(e.data));
+    s.ws.onerror = () => showError("The live call could not connect to the server.");
+    s.ws.onclose = () => { if (callState === s) hangUp(); };
   }
 
-  // An energy detector: speech is louder than three times the tracked noise floor.
-  function listen(s, samples, rate) {
+  function sendAudio(s, samples, rate) {
     let e = 0;
     for (const v of samples) e += v * v;
-    const rms = Math.sqrt(e / samples.length);
-    $("call-level").firstElementChild.style.width = Math.min(100, rms * 800) + "%";
-    const loud = rms > Math.max(0.01, s.floor * 3);
-    if (!loud) s.floor = 0.95 * s.floor + 0.05 * rms;
-    const ms = (samples.length / rate) * 1000;
-    if (loud) {
-      s.voiced += ms;
-      if (!s.speaking && s.voiced >= 150) {
-        s.speaking = true;
-        if (controller || isPlaying()) { hooks.interruptions++; stop(); }  // the user talks over the answer: interrupt it
+    $("call-level").firstElementChild.style.width = Math.min(100, Math.sqrt(e / samples.length) * 800) + "%";
+    if (s.ws.readyState !== WebSocket.OPEN) return;
+    const pcm = to16k([samples], rate), bytes = new Uint8Array(2 * pcm.length), view = new DataView(bytes.buffer);
+    for (let i = 0; i < pcm.length; i++) view.setInt16(2 * i, Math.max(-1, Math.min(1, pcm[i])) * 32767, true);
+    let bin = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    s.ws.send(JSON.stringify({ type: "input_audio_buffer.append", audio: btoa(bin) }));
+    hooks.liveAppends = (hooks.liveAppends || 0) + 1;
+  }
+
+  function onLiveEvent(s, ev) {
+    hooks.liveEvents = (hooks.liveEvents || 0) + 1;
+    switch (ev.type) {
+      case "input_audio_buffer.speech_started":
+        s.lastStart = ev.audio_start_ms;
+        if (isPlaying()) stopPlayback();
         $("call-status").textContent = "Hearing you…";
-      }
-      s.silence = 0;
-    } else {
-      s.voiced = 0;
-      if (s.speaking) s.silence += ms;
-    }
-    if (s.speaking || s.chunks.length < 4) s.chunks.push(samples);
-    if (!s.speaking && s.chunks.length > 4) s.chunks.shift();  // keep a little before the first word
-    if (s.speaking && s.silence >= Number(settings.silence_ms)) {
-      s.speaking = false;
-      const chunks = s.chunks;
-      s.chunks = [];
-      s.silence = 0;
-      $("call-status").textContent = "Answering…";
-      recordedAttachment(chunks, rate, "spoken turn").then((att) => {
+        break;
+      case "input_audio_buffer.speech_stopped": {
         if (!current) newConversation();
-        current.messages.push({ role: "user", content: "", media: [att] });
+        const seconds = Math.max(0, (ev.audio_end_ms - (s.lastStart || 0)) / 1000);
+        current.messages.push({ role: "user", content: "", media: [{ kind: "audio", name: "spoken turn", seconds }] });
         renderMessages();
-        return generate();
-      }).then(() => { if (callState) $("call-status").textContent = "Listening…"; });
+        $("call-status").textContent = "Answering…";
+        break;
+      }
+      case "response.created":
+        if (!current) newConversation();
+        current.messages.push({ role: "assistant", content: "", streaming: true });
+        s.assistant = current.messages.length - 1;
+        renderMessages();
+        break;
+      case "response.audio_transcript.delta":
+      case "response.text.delta":
+        if (s.assistant != null) { current.messages[s.assistant].content += ev.delta; updateMessage(s.assistant); }
+        break;
+      case "response.audio.delta":
+        play(pcm16(ev.delta));
+        break;
+      case "response.interrupted":
+        hooks.interruptions++;
+        stopPlayback();
+        break;
+      case "response.done":
+        if (s.assistant != null) {
+          const m = current.messages[s.assistant];
+          m.streaming = false;
+          if (ev.response && ev.response.status === "cancelled") m.stopped = true;
+          s.assistant = null;
+          save();
+          renderMessages();
+        }
+        if (callState) $("call-status").textContent = "Listening…";
+        break;
+      case "error":
+        showError((ev.error && ev.error.message) || "live call error");
+        break;
     }
   }
 
   function hangUp() {
     if (!callState) return;
-    callState.mic.close();
+    const s = callState;
     callState = null;
+    if (s.mic) s.mic.close();
+    try { s.ws.close(); } catch { /* already closed */ }
+    stopPlayback();
     $("call-panel").hidden = true;
     $("call").classList.remove("active");
   }
