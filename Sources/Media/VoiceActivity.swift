@@ -35,6 +35,9 @@ public struct VoiceActivityDetector: Sendable {
     /// Seconds of audio seen.
     public var seconds: Double { Double(frames * Self.frameSamples + pending.count) / 16000 }
 
+    /// While speaking: seconds since the last voiced frame (0 in a voiced run).
+    public var quietFor: Double { speaking ? Double((frames - lastVoiced) * Self.frameSamples) / 16000 : 0 }
+
     /// Feeds samples; returns what changed, in order.
     public mutating func push(_ samples: [Float]) -> [Event] {
         pending += samples

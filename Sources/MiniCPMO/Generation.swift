@@ -206,19 +206,20 @@ public final class LanguageSession: @unchecked Sendable {
 
     /// Prefills a prompt after what the cache holds, whatever that is (a conversation that goes on turn
     /// by turn: a live call). Positions in `prompt` (spans, `hiddenAt`) count from its first token.
-    public func append(_ prompt: Prompt, chunk: Int, hiddenAt: Int? = nil) throws -> (logits: [Float], hidden: [Float]?) {
+    /// `logits: false` skips the LM head (the prompt goes on before anything is sampled).
+    public func append(_ prompt: Prompt, chunk: Int, hiddenAt: Int? = nil, logits: Bool = true) throws -> (logits: [Float], hidden: [Float]?) {
         precondition(!prompt.tokens.isEmpty)
         try prompt.validate(hidden: model.config.hiddenSize)
         let context = model.config.maxPositionEmbeddings
         guard cache.length + prompt.tokens.count < context else {
             throw GenerationError.promptTooLong(tokens: cache.length + prompt.tokens.count, context: context)
         }
-        return try feed(prompt, keys: prompt.positionKeys, from: 0, chunk: chunk, hiddenAt: hiddenAt, shouldStop: nil)
+        return try feed(prompt, keys: prompt.positionKeys, from: 0, chunk: chunk, hiddenAt: hiddenAt, shouldStop: nil, logits: logits)
     }
 
     /// Runs the prompt's tokens from `first` on (the cache holding the ones before), in chunks.
     private func feed(_ prompt: Prompt, keys: [Prompt.PositionKey], from first: Int, chunk: Int, hiddenAt: Int?,
-                      shouldStop: (() -> Bool)?) throws -> (logits: [Float], hidden: [Float]?) {
+                      shouldStop: (() -> Bool)?, logits wantLogits: Bool = true) throws -> (logits: [Float], hidden: [Float]?) {
         let tokens = prompt.tokens, h = model.config.hiddenSize
         var captured: [Float]?
         var logits: [Float] = []
@@ -240,7 +241,7 @@ public final class LanguageSession: @unchecked Sendable {
             if let at = hiddenAt, at >= start, at < end {
                 captured = Array(UnsafeBufferPointer(start: hidden.pointer + (at - start) * h, count: h))
             }
-            if end == tokens.count { logits = model.logits(hidden, row: end - start - 1) }
+            if end == tokens.count && wantLogits { logits = model.logits(hidden, row: end - start - 1) }
             start = end
         }
         return (logits, captured)

@@ -28,6 +28,9 @@ public final class OmniSession: @unchecked Sendable {
     static let answerPrefix = "<|im_end|>\n<|im_start|>assistant\n<|spk_bos|><|spk|><|spk_eos|><|tts_bos|>"
     /// The reference's LLM writes 3 tokens per call and re-reads the spoken text after each call.
     static let tokensPerSpeechUpdate = 3
+    /// Frames of the first audio chunk of an answer (of 25 per text chunk): the sooner it plays, the
+    /// sooner the caller hears the answer. The codes do not depend on it.
+    public var firstChunkFrames = 10
     /// The longest unit the encoder takes in one piece.
     public static let maxUnitSamples = 30 * 16000
 
@@ -65,6 +68,9 @@ public final class OmniSession: @unchecked Sendable {
         /// The speech codes [frames][4] (empty without speech).
         public var codes: [[Int]]
         public var speakerHidden: [Float]
+        /// Seconds from the call to answer(): the answer header's prefill, the first token, text, audio.
+        public var prefillSeconds: Double
+        public var firstTokenAfter: Double?
         public var firstTextAfter: Double?
         public var firstAudioAfter: Double?
         public var seconds: Double
@@ -122,6 +128,12 @@ public final class OmniSession: @unchecked Sendable {
     /// Prefills one unit of the user's turn.
     @discardableResult
     public func listen(_ unit: Unit) throws -> Prefilled {
+        let (prompt, info) = try prepare(unit)
+        return try run(prompt, info)
+    }
+
+    /// The unit's prompt (its media encoded), not yet run.
+    private func prepare(_ unit: Unit) throws -> (Prompt, Prefilled) {
         guard !unit.audio.isEmpty, unit.audio.count <= Self.maxUnitSamples else { throw OmniError.badUnit(unit.audio.count) }
         if !started { try start() }
         var content = "<unit>" + (unit.frame != nil ? "\u{0}IMAGE\u{0}" : "") + "\u{0}AUDIO\u{0}"
@@ -130,7 +142,7 @@ public final class OmniSession: @unchecked Sendable {
             content = close + "<|im_start|>user\n" + content
             newUserMessage = false
         }
-        return try prefill(text: content, audio: unit.audio, frame: unit.frame)
+        return try prepare(text: content, audio: unit.audio, frame: unit.frame)
     }
 
     /// Stops the answer being written or spoken, from any thread. The next unit then opens the user's
@@ -140,22 +152,26 @@ public final class OmniSession: @unchecked Sendable {
     /// Writes (and, given a speech model, speaks) the answer to what was heard. `options.maxTokens` bounds
     /// it; `options.shouldStop`, asked after every token, interrupts it as `interrupt()` does; `onEvent`
     /// receives text and audio as they are ready.
-    public func answer(options: GenerationOptions, speech: SpeechModel?, sampler: CodeSampler = CodeSampler(),
-                       onEvent: @escaping (Event) -> Void = { _ in }) throws -> Answer {
+    /// `after`: the turn's last unit, prefilled in the same pass as the answer's header (one pass over
+    /// the weights instead of two: the same conversation, sooner).
+    public func answer(after last: Unit? = nil, options: GenerationOptions, speech: SpeechModel?,
+                       sampler: CodeSampler = CodeSampler(), onEvent: @escaping (Event) -> Void = { _ in }) throws -> Answer {
         if !started { try start() }
+        let heard = try last.map { try prepare($0).0 }
         stopFlag.set(false)
         newUserMessage = true
         answered = true
         answerCompleted = false
         whisper.reset()
         let t0 = Date()
-        let prefix = unfed + tokenizer.encode(Self.answerPrefix)
+        let prefix = (heard?.tokens ?? unfed) + tokenizer.encode(Self.answerPrefix)
         let spk = tokenizer.id(of: "<|spk|>")!
         let at = prefix.lastIndex(of: spk)!
-        let pre = try language.append(Prompt(tokens: prefix), chunk: prefillChunk, hiddenAt: at)
+        let pre = try language.append(Prompt(tokens: prefix, spans: heard?.spans ?? []), chunk: prefillChunk, hiddenAt: at)
         unfed = []
+        let prefillSeconds = Date().timeIntervalSince(t0)
         let speakerHidden = pre.hidden ?? []
-        var firstText: Double?, firstAudio: Double?
+        var firstText: Double?, firstAudio: Double?, firstToken: Double?
         var streamer: SpeechStreamer?
         if let speech {
             let s = SpeechStreamer(speech: speech, speakerHidden: speakerHidden, sampler: sampler) { chunk in
@@ -163,14 +179,16 @@ public final class OmniSession: @unchecked Sendable {
                 onEvent(.audio(chunk))
             }
             s.shouldStop = { [stopFlag] in stopFlag.value }
+            s.firstChunkFrames = firstChunkFrames
             streamer = s
         }
         let ttsEOS = tokenizer.id(of: "<|tts_eos|>")!
         var spoken = "", speaking = true, count = 0
-        let before = language.cache.length
+        let fedBefore = language.cache.length
         let result = try generator.decode(from: pre.logits, session: language, options: options, onToken: { [stopFlag] token in
             // the text of every call of 3 tokens before this one is in
             if count > 0, count % Self.tokensPerSpeechUpdate == 0 { streamer?.update(text: spoken) }
+            if firstToken == nil { firstToken = Date().timeIntervalSince(t0) }
             count += 1
             if token == ttsEOS { speaking = false }
             if options.shouldStop?() == true { stopFlag.set(true) }
@@ -181,7 +199,7 @@ public final class OmniSession: @unchecked Sendable {
             onEvent(.text(piece))
             return !stopFlag.value
         })
-        unfed = Array(result.tokenIds.dropFirst(language.cache.length - before))
+        unfed = Array(result.tokenIds.dropFirst(language.cache.length - fedBefore))
         answerCompleted = !stopFlag.value
         if let streamer, answerCompleted {
             streamer.update(text: spoken)
@@ -189,13 +207,28 @@ public final class OmniSession: @unchecked Sendable {
         }
         let interrupted = stopFlag.value
         return Answer(text: result.text, tokenIds: result.tokenIds, finishReason: result.finishReason, interrupted: interrupted,
-                      codes: streamer?.codes ?? [], speakerHidden: speakerHidden, firstTextAfter: firstText,
+                      codes: streamer?.codes ?? [], speakerHidden: speakerHidden, prefillSeconds: prefillSeconds,
+                      firstTokenAfter: firstToken, firstTextAfter: firstText,
                       firstAudioAfter: firstAudio, seconds: Date().timeIntervalSince(t0))
     }
 
-    /// Tokenizes `text` (with `\0AUDIO\0` / `\0IMAGE\0` marking where the media go), encodes the media and
-    /// appends it all to the conversation.
     private func prefill(text: String, audio clip: [Float]?, frame: RGBImage?) throws -> Prefilled {
+        let (prompt, info) = try prepare(text: text, audio: clip, frame: frame)
+        return try run(prompt, info)
+    }
+
+    private func run(_ prompt: Prompt, _ info: Prefilled) throws -> Prefilled {
+        let t0 = Date()
+        _ = try language.append(prompt, chunk: prefillChunk, logits: false)
+        unfed = []
+        var info = info
+        info.seconds += Date().timeIntervalSince(t0)
+        return info
+    }
+
+    /// Tokenizes `text` (with `\0AUDIO\0` / `\0IMAGE\0` marking where the media go) and encodes the media: the
+    /// prompt to append, the unfed token first.
+    private func prepare(text: String, audio clip: [Float]?, frame: RGBImage?) throws -> (Prompt, Prefilled) {
         let t0 = Date()
         let h = model.llm.config.hiddenSize
         var text = text
@@ -242,9 +275,8 @@ public final class OmniSession: @unchecked Sendable {
             }
             spans += MiniCPMOModel.audioSpans([encodedAudio], bounds: bounds, hidden: h)
         }
-        _ = try language.append(Prompt(tokens: tokens, spans: spans), chunk: prefillChunk)
-        unfed = []
-        return Prefilled(tokens: own, audioRows: rows, audioOffset: offset, seconds: Date().timeIntervalSince(t0))
+        return (Prompt(tokens: tokens, spans: spans),
+                Prefilled(tokens: own, audioRows: rows, audioOffset: offset, seconds: Date().timeIntervalSince(t0)))
     }
 
     final class Flag: @unchecked Sendable {

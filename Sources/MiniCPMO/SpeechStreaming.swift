@@ -61,6 +61,9 @@ public final class SpeechStreamer: @unchecked Sendable {
     public private(set) var segments = 1
     /// Text tokens at which a segment is cut at the next sentence end (300 − 180).
     static let segmentThreshold = 120
+    /// Frames after which the first audio is rendered (the reference waits for a whole call's 25; fewer
+    /// start the sound sooner, with the same codes).
+    public var firstChunkFrames = 25
 
     public init(speech: SpeechModel, speakerHidden: [Float], sampler: CodeSampler, maxFrames: Int = 2048,
                 onChunk: @escaping (SpeechChunk) -> Void) {
@@ -125,7 +128,11 @@ public final class SpeechStreamer: @unchecked Sendable {
         tts.setText(ctx, textIDs, complete: final, specials: speech.specials)
         let begin = chunk == 0 ? 0 : chunk * step + 2, end = min((chunk + 1) * step + 2, last)
         if end > begin { tts.prefillText(ctx, begin: begin, end: end) }
-        tts.generate(ctx, maxNew: 25, sampler: &sampler)
+        tts.generate(ctx, maxNew: 25, sampler: &sampler) { [self] in
+            if shouldStop() { return false }
+            if emitted == 0 && previous == nil && ctx.frames.count - rendered >= firstChunkFrames { renderNew() }
+            return true
+        }
         chunk += 1
         renderNew()
     }
@@ -179,6 +186,7 @@ public final class SpeechStreamer: @unchecked Sendable {
     }
 
     func send(_ samples: [Float], last: Bool) {
+        guard !shouldStop() else { return }  // not a sample more once the listener has stopped it
         onChunk(SpeechChunk(index: emitted, samples: samples, readyAfter: Date().timeIntervalSince(start), isLast: last))
         emitted += 1
     }

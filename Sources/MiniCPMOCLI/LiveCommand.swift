@@ -151,6 +151,7 @@ final class Recorder: @unchecked Sendable {
         var interrupted = false
         var tokens = 0
         var frames = 0
+        var phases: [String: Double] = [:]
     }
 
     func begin() { lock.withLock { t0 = Date() } }
@@ -202,6 +203,11 @@ final class Recorder: @unchecked Sendable {
                 turns[turn]?.interrupted = answer.interrupted
                 turns[turn]?.tokens = answer.tokenIds.count
                 turns[turn]?.frames = answer.codes.count
+                var phases = ["answer_prefill_seconds": answer.prefillSeconds, "answer_seconds": answer.seconds]
+                if let v = answer.firstTokenAfter { phases["first_token_after_answer_start_seconds"] = v }
+                if let v = answer.firstTextAfter { phases["first_text_after_answer_start_seconds"] = v }
+                if let v = answer.firstAudioAfter { phases["first_audio_after_answer_start_seconds"] = v }
+                turns[turn]?.phases = phases
                 events.append(["t": t, "event": "answer_finished", "turn": turn, "interrupted": answer.interrupted,
                                "tokens": answer.tokenIds.count])
                 writeOut("\n")
@@ -221,7 +227,7 @@ final class Recorder: @unchecked Sendable {
             var turnList: [[String: Any]] = []
             for (k, r) in turns.sorted(by: { $0.key < $1.key }) {
                 var d: [String: Any] = ["turn": k, "text": r.text, "interrupted": r.interrupted, "tokens": r.tokens,
-                                        "speech_frames": r.frames]
+                                        "speech_frames": r.frames, "phases": r.phases]
                 if let e = r.speechEnded { d["speech_ended_audio_time"] = e }
                 if let e = r.endWall {
                     // wall time when the end of speech was noticed, less the silence the detector waited for

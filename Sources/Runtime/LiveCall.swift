@@ -17,6 +17,10 @@ public final class LiveCall: @unchecked Sendable {
         public var silence = 0.6
         /// Audio kept from before speech was detected, so that its first syllable is heard.
         public var preroll = 0.3
+        /// A pause this long sends what was said so far at once (a unit shorter than a second), so that
+        /// it is in by the time the pause is long enough to end the turn; the silence after it is not sent
+        /// if the turn does end.
+        public var earlyCut = 0.25
         /// Speak the answers (false: text only).
         public var speak = true
         public var speechSeed: UInt64 = 0
@@ -50,6 +54,12 @@ public final class LiveCall: @unchecked Sendable {
     private var units = 0
     private var turns = 0
     private var answering: Int?
+    /// Audio since the early cut of the current pause (silence, unless speech resumes).
+    private var cutAtPause = false
+    /// Units cut but not yet heard by the model, in order.
+    private var pending: [(index: Int, audio: [Float], frame: RGBImage?)] = []
+    /// The turn has ended: its last unit waits for the answer, which hears it in the same pass.
+    private var turnEnded = false
     private let worker: any LiveExecutor
 
     /// - executor: where the model's work runs (default: a thread of the call's own; a server passes its
@@ -92,7 +102,13 @@ public final class LiveCall: @unchecked Sendable {
             }
         }
         if inTurn {
+            if detector.quietFor == 0 { cutAtPause = false }
             while buffer.count >= 16000 { sendUnit(Array(buffer.prefix(16000))); buffer.removeFirst(16000) }
+            if !cutAtPause, detector.quietFor >= options.earlyCut, !buffer.isEmpty, options.earlyCut < options.silence {
+                sendUnit(buffer)
+                buffer = []
+                cutAtPause = true
+            }
         } else {
             let keep = Int(options.preroll * 16000)
             if buffer.count > keep { buffer.removeFirst(buffer.count - keep) }
@@ -124,35 +140,51 @@ public final class LiveCall: @unchecked Sendable {
     private func endTurn(force: Bool = false) {
         guard inTurn || force else { return }
         inTurn = false
-        if !buffer.isEmpty { sendUnit(buffer) }
+        if !buffer.isEmpty && !(cutAtPause && !force) { sendUnit(buffer, hearNow: false) }
         buffer = []
+        cutAtPause = false
         guard units > 0 else { return }
+        turnEnded = true
         turns += 1
         let turn = turns
         answering = turn
         worker.run { [self] in answer(turn) }
     }
 
-    private func sendUnit(_ audio: [Float]) {
-        let image = frame
+    private func sendUnit(_ audio: [Float], hearNow: Bool = true) {
+        pending.append((index: units + 1, audio: audio, frame: frame))
         frame = nil
         units += 1
-        let index = units
-        worker.run { [self] in
+        turnEnded = false
+        if hearNow { worker.run { [self] in hearPending(keepLast: true) } }
+    }
+
+    // MARK: - on the worker
+
+    /// Prefills the units waiting, except the last one of an ended turn when `keepLast` (the answer
+    /// takes it).
+    private func hearPending(keepLast: Bool) {
+        while let unit = lock.withLock({ () -> (index: Int, audio: [Float], frame: RGBImage?)? in
+            if pending.isEmpty || (keepLast && turnEnded && pending.count == 1) { return nil }
+            return pending.removeFirst()
+        }) {
             do {
-                let p = try session.listen(.init(audio: audio, frame: image))
-                onEvent(.heard(unit: index, seconds: Double(audio.count) / 16000, prefillSeconds: p.seconds))
+                let p = try session.listen(.init(audio: unit.audio, frame: unit.frame))
+                onEvent(.heard(unit: unit.index, seconds: Double(unit.audio.count) / 16000, prefillSeconds: p.seconds))
             } catch {
                 onEvent(.failed("\(error)"))
             }
         }
     }
 
-    // MARK: - on the worker
-
     private func answer(_ turn: Int) {
         // the user spoke again before the answer began: their message goes on, nothing is answered yet
-        guard lock.withLock({ answering == turn }) else { return }
+        guard lock.withLock({ answering == turn }) else { return hearPending(keepLast: false) }
+        hearPending(keepLast: true)
+        let last = lock.withLock { () -> (index: Int, audio: [Float], frame: RGBImage?)? in
+            turnEnded = false
+            return pending.popLast()
+        }
         onEvent(.answerStarted(turn: turn))
         do {
             let sampler = CodeSampler(seed: options.speechSeed &+ UInt64(turn), greedy: options.greedySpeech)
@@ -161,13 +193,15 @@ public final class LiveCall: @unchecked Sendable {
                 guard let self else { return true }
                 return lock.withLock { answering != turn }
             }
-            let a = try session.answer(options: generation, speech: speech, sampler: sampler) { [onEvent] event in
+            let unit = last.map { OmniSession.Unit(audio: $0.audio, frame: $0.frame) }
+            let a = try session.answer(after: unit, options: generation, speech: speech, sampler: sampler) { [onEvent] event in
                 switch event {
                 case let .text(t): onEvent(.text(t))
                 case let .audio(c): onEvent(.audio(c))
                 }
             }
             lock.withLock { if answering == turn { answering = nil } }
+            if let last { onEvent(.heard(unit: last.index, seconds: Double(last.audio.count) / 16000, prefillSeconds: a.prefillSeconds)) }
             onEvent(.answerFinished(turn: turn, a))
         } catch {
             onEvent(.failed("\(error)"))

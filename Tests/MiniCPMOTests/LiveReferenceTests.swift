@@ -35,7 +35,8 @@ import TestSupport
         return [units(s), Array(units(Array(s.reversed())).prefix(3)), units(Array(s[8000..<40000]))]
     }
 
-    func run(_ name: String) throws {
+    /// `merged`: each turn's last unit goes in with the answer's header, in one pass.
+    func run(_ name: String, merged: Bool = false) throws {
         let ref = try #require(Self.fixture[name])
         let model = Loaded.minicpmo
         let session = try OmniSession(model: model, tokenizer: try model.tokenizer())
@@ -49,9 +50,14 @@ import TestSupport
         let speech = try model.speech()
         for (t, (turn, audio)) in zip(ref.turns, Self.turnAudio(name)).enumerated() {
             #expect(turn.units.count == audio.count)
+            var last: OmniSession.Unit?
             for (u, (unit, samples)) in zip(turn.units, audio).enumerated() {
                 #expect(unit.samples == samples.count)
                 let frame = try unit.image.map { try ImageDecoder.decode(contentsOf: fixturesDirectory.appendingPathComponent("images/\($0)")) }
+                if merged && u == turn.units.count - 1 {
+                    last = .init(audio: samples, frame: frame)
+                    continue
+                }
                 let got = try session.listen(.init(audio: samples, frame: frame))
                 #expect(got.tokens == unit.ids, "\(name) turn \(t) unit \(u): prompt")
                 #expect(got.audioOffset == unit.audio_offset, "\(name) turn \(t) unit \(u): encoder position")
@@ -64,7 +70,7 @@ import TestSupport
                 let seen = Counter()
                 options.shouldStop = { seen.next() >= k }
             }
-            let answer = try session.answer(options: options, speech: turn.codes == nil ? nil : speech,
+            let answer = try session.answer(after: last, options: options, speech: turn.codes == nil ? nil : speech,
                                             sampler: CodeSampler(greedy: true))
             #expect(answer.tokenIds == turn.generated_ids, "\(name) turn \(t): greedy tokens")
             #expect(answer.interrupted == (turn.interrupt_after != nil))
@@ -78,6 +84,8 @@ import TestSupport
     @Test func voiceCallWithFramesAndAnInterruptionMatchesTheReference() throws { try run("call") }
 
     @Test func longTurnDropsTheWhisperStateAsTheReferenceDoes() throws { try run("long") }
+
+    @Test func theLastUnitHeardWithTheAnswerHeaderGivesTheSameCall() throws { try run("call", merged: true) }
 
     /// Interrupting on the first audio chunk: no chunk follows, the held tail is not played.
     @Test func interruptionStopsTheSpeechAtOnce() throws {

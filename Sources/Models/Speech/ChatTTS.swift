@@ -99,8 +99,16 @@ public final class ConditionalChatTTS: @unchecked Sendable {
             self.textTokens = textTokens
             self.speaker = speaker
             self.capacity = capacity
-            keys = (0..<layers).map { _ in FloatBuffer(zeros: capacity * width) }
-            values = (0..<layers).map { _ in FloatBuffer(zeros: capacity * width) }
+            // only the condition slots start as zeros (the reference's zero cache); every later position is
+            // written before it is read, so the rest of the (large) buffers is never touched in advance
+            let zeroed = (ids.count - 1) * width
+            func buffer() -> FloatBuffer {
+                let b = FloatBuffer(count: capacity * width)
+                b.pointer.initialize(repeating: 0, count: zeroed)
+                return b
+            }
+            keys = (0..<layers).map { _ in buffer() }
+            values = (0..<layers).map { _ in buffer() }
             length = ids.count - 1
         }
 
@@ -210,7 +218,10 @@ public final class ConditionalChatTTS: @unchecked Sendable {
 
     /// Up to `maxNew` frames (one `generate()` call of the reference: EOS is suppressed for its first
     /// `minNew` steps). Stops at the first frame with EOS in any codebook.
-    public func generate(_ ctx: Context, maxNew: Int, minNew: Int = 10, sampler: inout CodeSampler) {
+    /// `afterFrame` runs after each frame is sampled (to render audio before the call ends); false
+    /// stops the call there.
+    public func generate(_ ctx: Context, maxNew: Int, minNew: Int = 10, sampler: inout CodeSampler,
+                         afterFrame: (() -> Bool)? = nil) {
         var i = 0
         while i < maxNew && !ctx.finished && ctx.length < ctx.capacity {
             let bos = ctx.pending == nil
@@ -218,6 +229,7 @@ public final class ConditionalChatTTS: @unchecked Sendable {
             let codes = sampler.sample(logits, config: config, bos: bos, suppressEOS: i < minNew, history: ctx.frames)
             ctx.appendFrame(codes, eos: config.eosCode)
             i += 1
+            if afterFrame?() == false { return }
         }
     }
 
