@@ -30,7 +30,7 @@ public struct VoiceActivityDetector: Sendable {
     private var frames = 0
     private var pending: [Float] = []
 
-    public init(silence: Double = 0.6) { self.silence = max(0.03, silence) }
+    public init(silence: Double = 0.5) { self.silence = max(0.03, silence) }
 
     /// Seconds of audio seen.
     public var seconds: Double { Double(frames * Self.frameSamples + pending.count) / 16000 }

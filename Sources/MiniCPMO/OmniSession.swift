@@ -52,6 +52,8 @@ public final class OmniSession: @unchecked Sendable {
         /// The unit's audio embeddings [rows, hidden], and the encoder position they started at.
         public var audioRows: [Float]
         public var audioOffset: Int
+        /// Seconds encoding the unit's audio and frame, and in all (with the language model's prefill).
+        public var encodeSeconds: Double
         public var seconds: Double
     }
 
@@ -68,7 +70,9 @@ public final class OmniSession: @unchecked Sendable {
         /// The speech codes [frames][4] (empty without speech).
         public var codes: [[Int]]
         public var speakerHidden: [Float]
-        /// Seconds from the call to answer(): the answer header's prefill, the first token, text, audio.
+        /// Seconds from the call to answer(): encoding the unit heard with the header, the prefill,
+        /// the first token, text, audio.
+        public var encodeSeconds: Double
         public var prefillSeconds: Double
         public var firstTokenAfter: Double?
         public var firstTextAfter: Double?
@@ -157,7 +161,9 @@ public final class OmniSession: @unchecked Sendable {
     public func answer(after last: Unit? = nil, options: GenerationOptions, speech: SpeechModel?,
                        sampler: CodeSampler = CodeSampler(), onEvent: @escaping (Event) -> Void = { _ in }) throws -> Answer {
         if !started { try start() }
+        let encodeStart = Date()
         let heard = try last.map { try prepare($0).0 }
+        let encodeSeconds = Date().timeIntervalSince(encodeStart)
         stopFlag.set(false)
         newUserMessage = true
         answered = true
@@ -207,7 +213,8 @@ public final class OmniSession: @unchecked Sendable {
         }
         let interrupted = stopFlag.value
         return Answer(text: result.text, tokenIds: result.tokenIds, finishReason: result.finishReason, interrupted: interrupted,
-                      codes: streamer?.codes ?? [], speakerHidden: speakerHidden, prefillSeconds: prefillSeconds,
+                      codes: streamer?.codes ?? [], speakerHidden: speakerHidden, encodeSeconds: encodeSeconds,
+                      prefillSeconds: prefillSeconds,
                       firstTokenAfter: firstToken, firstTextAfter: firstText,
                       firstAudioAfter: firstAudio, seconds: Date().timeIntervalSince(t0))
     }
@@ -276,7 +283,8 @@ public final class OmniSession: @unchecked Sendable {
             spans += MiniCPMOModel.audioSpans([encodedAudio], bounds: bounds, hidden: h)
         }
         return (Prompt(tokens: tokens, spans: spans),
-                Prefilled(tokens: own, audioRows: rows, audioOffset: offset, seconds: Date().timeIntervalSince(t0)))
+                Prefilled(tokens: own, audioRows: rows, audioOffset: offset, encodeSeconds: Date().timeIntervalSince(t0),
+                          seconds: Date().timeIntervalSince(t0)))
     }
 
     final class Flag: @unchecked Sendable {

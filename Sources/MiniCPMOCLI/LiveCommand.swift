@@ -33,7 +33,7 @@ struct LiveCommand: ParsableCommand {
     var system: String?
 
     @Option(name: .long, help: "Seconds of silence that end a turn.")
-    var silence: Double = 0.6
+    var silence: Double = 0.5
 
     @Flag(name: .long, help: "Feed the recording as fast as the model takes it instead of in real time.")
     var fast = false
@@ -173,8 +173,8 @@ final class Recorder: @unchecked Sendable {
             case let .speechEnded(at, detected):
                 events.append(["t": t, "event": "speech_ended", "audio_time": at, "detected_at": detected])
                 lastSpeechEnd = (at, detected, t)
-            case let .heard(unit, seconds, prefill):
-                units.append(["unit": Double(unit), "seconds": seconds, "prefill_seconds": prefill, "t": t])
+            case let .heard(unit, seconds, prefill, encode):
+                units.append(["unit": Double(unit), "seconds": seconds, "prefill_seconds": prefill, "encode_seconds": encode, "t": t])
                 events.append(["t": t, "event": "unit", "unit": unit, "seconds": seconds, "prefill_seconds": prefill])
             case let .answerStarted(turn):
                 var r = Turn()

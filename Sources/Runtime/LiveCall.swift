@@ -14,7 +14,7 @@ public final class LiveCall: @unchecked Sendable {
         public var generation = GenerationOptions(sampling: SamplingParameters(temperature: 0.7, topK: 100, topP: 0.8,
                                                                              repetitionPenalty: 1.05), maxTokens: 512)
         /// Seconds of silence that end the user's turn.
-        public var silence = 0.6
+        public var silence = 0.5  // as OpenAI Realtime's server VAD (silence_duration_ms 500)
         /// Audio kept from before speech was detected, so that its first syllable is heard.
         public var preroll = 0.3
         /// A pause this long sends what was said so far at once (a unit shorter than a second), so that
@@ -32,7 +32,7 @@ public final class LiveCall: @unchecked Sendable {
         case speechStarted(at: Double)
         case speechEnded(at: Double, detectedAt: Double)
         /// A unit went into the conversation: its index in the call, its audio, the seconds its prefill took.
-        case heard(unit: Int, seconds: Double, prefillSeconds: Double)
+        case heard(unit: Int, seconds: Double, prefillSeconds: Double, encodeSeconds: Double)
         case answerStarted(turn: Int)
         case text(String)
         case audio(SpeechChunk)
@@ -170,7 +170,8 @@ public final class LiveCall: @unchecked Sendable {
         }) {
             do {
                 let p = try session.listen(.init(audio: unit.audio, frame: unit.frame))
-                onEvent(.heard(unit: unit.index, seconds: Double(unit.audio.count) / 16000, prefillSeconds: p.seconds))
+                onEvent(.heard(unit: unit.index, seconds: Double(unit.audio.count) / 16000, prefillSeconds: p.seconds,
+                               encodeSeconds: p.encodeSeconds))
             } catch {
                 onEvent(.failed("\(error)"))
             }
@@ -201,7 +202,10 @@ public final class LiveCall: @unchecked Sendable {
                 }
             }
             lock.withLock { if answering == turn { answering = nil } }
-            if let last { onEvent(.heard(unit: last.index, seconds: Double(last.audio.count) / 16000, prefillSeconds: a.prefillSeconds)) }
+            if let last {
+                onEvent(.heard(unit: last.index, seconds: Double(last.audio.count) / 16000, prefillSeconds: a.prefillSeconds,
+                               encodeSeconds: a.encodeSeconds))
+            }
             onEvent(.answerFinished(turn: turn, a))
         } catch {
             onEvent(.failed("\(error)"))

@@ -194,7 +194,7 @@ final class LiveConnection: @unchecked Sendable {
         case let .speechEnded(at, detected):
             sink.yield(LiveWire.object(["type": "input_audio_buffer.speech_stopped", "audio_end_ms": ms(at), "detected_ms": ms(detected)]))
             sink.yield(LiveWire.object(["type": "input_audio_buffer.committed"]))
-        case let .heard(unit, seconds, prefill):
+        case let .heard(unit, seconds, prefill, _):
             sink.yield(LiveWire.object(["type": "input_audio_buffer.unit", "unit": unit, "audio_ms": ms(seconds), "prefill_ms": ms(prefill)]))
         case let .answerStarted(turn):
             let rid = "resp_\(id.dropFirst(5))_\(turn)"
