@@ -133,6 +133,15 @@ public struct Prompt: Sendable {
         return keys
     }
 
+    /// The first `k` tokens, with the media rows that fall among them (a prompt prefilled in pieces).
+    public func prefix(_ k: Int) -> Prompt {
+        guard k < tokens.count else { return self }
+        let clipped = spans.compactMap { s -> EmbeddingSpan? in
+            s.start >= k ? nil : EmbeddingSpan(start: s.start, count: min(s.count, k - s.start), rows: s.rows, key: s.key)
+        }
+        return Prompt(tokens: Array(tokens.prefix(k)), spans: clipped)
+    }
+
     func validate(hidden: Int) throws {
         var end = 0
         for span in spans {
@@ -323,43 +332,11 @@ public struct TextGenerator: Sendable {
     /// false to stop after it.
     public func decode(from logits: [Float], session: LanguageSession, options: GenerationOptions, budget: Int? = nil,
                        onToken: (Int) -> Bool = { _ in true }, onText: (String) -> Bool = { _ in true }) throws -> GenerationResult {
-        try options.sampling.validate()
-        var logits = logits
         let budget = budget ?? min(max(options.maxTokens, 0), model.config.maxPositionEmbeddings - session.cache.length)
-        var timings = GenerationTimings()
-        var sampler = Sampler(options.sampling)
-        var decoder = tokenizer.streamingDecoder(skipSpecial: false)
-        var stops = StopStringMatcher(options.stopStrings)
-        var generated: [Int] = []
-        var text = ""
-        var reason = FinishReason.length
-        let t1 = Date()
-        func emit(_ piece: String) -> Bool {
-            guard !piece.isEmpty else { return true }
-            text += piece
-            return onText(piece)
-        }
-        while generated.count < budget {
-            let token = sampler.sample(logits, previous: generated)
-            if stopTokens.contains(token) {
-                reason = .stop
-                break
-            }
-            generated.append(token)
-            let go = onToken(token)
-            let (ready, stopped) = stops.push(silentTokens.contains(token) ? "" : decoder.push(token))
-            if !emit(ready) || !go { reason = .cancelled; break }
-            if stopped { reason = .stop; break }
-            if generated.count == budget { break }
-            logits = try session.step(token)
-        }
-        if reason != .stop {
-            let (ready, _) = stops.push(decoder.flush())
-            _ = emit(ready + stops.finish())
-        }
-        timings.generatedTokens = generated.count
-        timings.decodeSeconds = Date().timeIntervalSince(t1)
-        return GenerationResult(text: text, tokenIds: generated, finishReason: reason, timings: timings, capturedHidden: nil)
+        var stream = try TokenStream(generator: self, options: options, budget: budget)
+        var logits = logits
+        while let token = stream.advance(logits, onToken: onToken, onText: onText) { logits = try session.step(token) }
+        return stream.result
     }
 
     /// The same generation as an async stream (the work runs on its own thread; cancelling the

@@ -42,6 +42,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Prompt tokens per forward pass during prefill.")
     var prefillChunk = 512
 
+    @Option(name: .long, help: "Text answers decoded together, each weight read once per step for all of them (1: one request at a time). A joining prompt goes in --prefill-chunk tokens per step.")
+    var batch = 8
+
     @Flag(name: .long, help: "Fetch http(s) image URLs in requests (off: data: URLs only).")
     var allowRemoteMedia = false
 
@@ -58,6 +61,7 @@ struct ServeCommand: AsyncParsableCommand {
         if cacheMb < 0 { throw ValidationError("--cache-mb must be ≥ 0") }
         if maxQueue < 0 { throw ValidationError("--max-queue must be ≥ 0") }
         if prefillChunk < 1 { throw ValidationError("--prefill-chunk must be at least 1") }
+        if batch < 1 { throw ValidationError("--batch must be at least 1") }
     }
 
     func run() async throws {
@@ -78,12 +82,15 @@ struct ServeCommand: AsyncParsableCommand {
             ?? URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent)
         config.maxQueue = maxQueue
         config.prefillChunk = prefillChunk
-        let runtime = model.runtime, ctx = ctx, cacheBytes = cacheMb << 20, maxQueue = maxQueue
+        let runtime = model.runtime, ctx = ctx, cacheBytes = cacheMb << 20, maxQueue = maxQueue, batch = batch
+        let prefillChunk = prefillChunk
         let server = MiniCPMOServer(configuration: config) {
             runtime.apply()
             do {
                 let loaded = try MiniCPMOModel(directory: directory, quantize: runtime.quant.format, progress: { note($0) })
-                return SerialScheduler(engine: try Engine(model: loaded, contextLength: ctx, cacheBytes: cacheBytes), maxQueue: maxQueue)
+                let engine = try Engine(model: loaded, contextLength: ctx, cacheBytes: cacheBytes)
+                if batch == 1 { return SerialScheduler(engine: engine, maxQueue: maxQueue) }
+                return BatchScheduler(engine: engine, maxQueue: maxQueue, maxBatch: batch, prefillBudget: prefillChunk)
             } catch {
                 fail(error, code: 1)  // a server that can never answer is no use: say why and stop
             }

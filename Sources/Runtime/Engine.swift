@@ -185,14 +185,29 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
-    /// Runs one request to the end (or until `cancelled` says so), reporting as it goes.
-    public func run(_ job: ChatJob, cancelled: @escaping @Sendable () -> Bool, emit: @escaping @Sendable (ChatEvent) -> Void) throws -> ChatOutcome {
+    /// The request's prompt and its options, its answer bounded by what the context has left.
+    func prepare(_ job: ChatJob) throws -> (Prompt, GenerationOptions) {
         let prompt = try self.prompt(for: job)
         guard prompt.tokens.count < contextLength else {
             throw RuntimeError.contextExceeded(tokens: prompt.tokens.count, context: contextLength)
         }
         var options = job.options
         options.maxTokens = min(options.maxTokens, contextLength - prompt.tokens.count)
+        return (prompt, options)
+    }
+
+    /// The cached conversation that shares the longest prefix with `prompt`, or a new one.
+    func checkout(for prompt: Prompt) -> LanguageSession { prefixes.checkout(for: prompt) }
+
+    /// A finished conversation is kept for reuse; a cancelled or failed one gives its pages back at once.
+    func release(_ session: LanguageSession, keep: Bool, hit: Bool? = nil) {
+        if keep { prefixes.checkin(session) } else { session.reset() }
+        updateStats(hit: hit)
+    }
+
+    /// Runs one request to the end (or until `cancelled` says so), reporting as it goes.
+    public func run(_ job: ChatJob, cancelled: @escaping @Sendable () -> Bool, emit: @escaping @Sendable (ChatEvent) -> Void) throws -> ChatOutcome {
+        var (prompt, options) = try prepare(job)
         let speaker = SpeakerBox()
         if let speech = job.speech {
             let stack: SpeechModel
@@ -210,13 +225,9 @@ public final class Engine: @unchecked Sendable {
                 }
             }
         }
-        let session = prefixes.checkout(for: prompt)
+        let session = checkout(for: prompt)
         var keep = false
-        defer {
-            // a cancelled or failed request gives its pages back at once; a finished one is kept for reuse
-            if keep { prefixes.checkin(session) } else { session.reset() }
-            updateStats()
-        }
+        defer { release(session, keep: keep) }
         options.shouldStop = cancelled
         var written = ""
         let result: GenerationResult

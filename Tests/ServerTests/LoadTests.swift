@@ -61,8 +61,10 @@ import TestSupport
         return try messageText(TestServer.Reply(status: 200, headers: response.headers, body: bytes))
     }
 
-    @Test func concurrentClientsGetTheirOwnAnswers() async throws {
-        let s = try await TestServer.start { $0.maxQueue = 64 }
+    /// batch: nil serves one request at a time; 8 decodes up to eight answers together.
+    @Test(arguments: [nil, 8] as [Int?])
+    func concurrentClientsGetTheirOwnAnswers(batch: Int?) async throws {
+        let s = try await TestServer.start({ $0.maxQueue = 64 }, batch: batch)
         defer { Task { await s.stop() } }
         var config = HTTPClient.Configuration()
         config.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64

@@ -18,7 +18,9 @@ final class TestServer: @unchecked Sendable {
 
     static let model: MiniCPMOModel = try! MiniCPMOModel(directory: fixtureModel("tiny-minicpmo"))
 
+    /// - batch: answers decoded together (BatchScheduler); nil: the serial scheduler.
     static func start(_ configure: (inout ServerConfiguration) -> Void = { _ in }, contextLength: Int? = nil, cacheBytes: Int = 64 << 20,
+                      batch: Int? = nil, prefillBudget: Int = 256,
                       load: (@Sendable () throws -> any RequestScheduler)? = nil, waitReady: Bool = true) async throws -> TestServer {
         var config = ServerConfiguration()
         config.port = 0
@@ -26,7 +28,9 @@ final class TestServer: @unchecked Sendable {
         configure(&config)
         let maxQueue = config.maxQueue
         let loader = load ?? {
-            SerialScheduler(engine: try Engine(model: TestServer.model, contextLength: contextLength, cacheBytes: cacheBytes), maxQueue: maxQueue)
+            let engine = try Engine(model: TestServer.model, contextLength: contextLength, cacheBytes: cacheBytes)
+            if let batch { return BatchScheduler(engine: engine, maxQueue: maxQueue, maxBatch: batch, prefillBudget: prefillBudget) }
+            return SerialScheduler(engine: engine, maxQueue: maxQueue)
         }
         var logger = Logger(label: "test.server")
         logger.logLevel = .warning

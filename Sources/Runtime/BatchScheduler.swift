@@ -1,0 +1,307 @@
+import Foundation
+import MiniCPMO
+
+/// Serves many conversations at once for about the price of one: the text answers that are running
+/// advance together, one token each per step, with every weight read once for all of them
+/// (`LanguageSession.step(_:sessions:)`). A new request joins between steps. Its prompt is prefilled
+/// one chunk per step, each sized to take about `stepSeconds` while others are being written, so a long
+/// prompt delays their next token by one chunk at a time and does not freeze them. Spoken answers and other work
+/// (`perform`) run whole, between steps, as the serial scheduler runs them.
+///
+/// With q8/q4 weights every answer's tokens are exactly those it gets alone; with float weights the
+/// batched arithmetic differs in rounding only.
+public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
+    public let engine: Engine
+    public let maxQueue: Int
+    public let maxBatch: Int
+    public let prefillBudget: Int
+
+    private enum Work {
+        /// A text answer, batched.
+        case chat(ChatJob, CancellationFlag, AsyncThrowingStream<ChatEvent, Error>.Continuation)
+        /// Anything else, run whole: returns whether it ran to its end.
+        case whole(CancellationFlag, run: () -> Bool, abandon: (Error) -> Void)
+
+        var flag: CancellationFlag {
+            switch self {
+            case let .chat(_, f, _): return f
+            case let .whole(f, _, _): return f
+            }
+        }
+
+        func abandon(_ error: Error) {
+            switch self {
+            case let .chat(_, _, c): c.finish(throwing: error)
+            case let .whole(_, _, a): a(error)
+            }
+        }
+    }
+
+    /// A text answer in the batch.
+    private final class Active {
+        let flag: CancellationFlag
+        let events: AsyncThrowingStream<ChatEvent, Error>.Continuation
+        let prompt: Prompt
+        let session: LanguageSession
+        var stream: TokenStream
+        var fed: Int
+        var reused = 0
+        var prefilling = false
+        var prefillSeconds = 0.0
+        /// The token to feed at the next step (nil while the prompt is still going in).
+        var next: Int?
+
+        init(flag: CancellationFlag, events: AsyncThrowingStream<ChatEvent, Error>.Continuation, prompt: Prompt,
+             session: LanguageSession, stream: TokenStream) {
+            self.flag = flag
+            self.events = events
+            self.prompt = prompt
+            self.session = session
+            self.stream = stream
+            fed = min(session.reusableLength(for: prompt), prompt.tokens.count - 1)
+        }
+    }
+
+    private let condition = NSCondition()
+    private var queue: [Work] = []
+    private var active: [Active] = []
+    private var runningWhole = 0
+    private var completed = 0
+    private var cancelledCount = 0
+    private var stopped = false
+    /// Prompt tokens per second of recent prefill chunks (a first guess until one is measured).
+    private var prefillRate = 128.0
+    /// How long a prefill chunk may hold up the answers being written.
+    public let stepSeconds: Double
+    private var largest = 0
+    private var steps = 0
+
+    /// The most answers one step has advanced together, and the steps taken.
+    public var largestBatch: Int { condition.withLock { largest } }
+    public var batchedSteps: Int { condition.withLock { steps } }
+
+    /// - maxBatch: answers decoded together; more wait in the queue.
+    /// - prefillBudget: prompt tokens a joining request prefills per step.
+    /// - stepSeconds: how long a joining prompt's chunk may delay the running answers' next token.
+    public init(engine: Engine, maxQueue: Int = 64, maxBatch: Int = 8, prefillBudget: Int = 512, stepSeconds: Double = 0.4) {
+        self.engine = engine
+        self.stepSeconds = stepSeconds
+        self.maxQueue = max(0, maxQueue)
+        self.maxBatch = max(1, maxBatch)
+        self.prefillBudget = max(1, prefillBudget)
+        let thread = Thread { self.loop() }
+        thread.name = "minicpmo-batch"
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    public var status: SchedulerStatus {
+        condition.withLock {
+            SchedulerStatus(queued: queue.count, running: active.count + runningWhole, maxQueue: maxQueue, completed: completed,
+                            cancelled: cancelledCount)
+        }
+    }
+
+    private func enqueue(_ work: Work) throws {
+        try condition.withLock {
+            if stopped { throw RuntimeError.stopped }
+            if queue.count >= maxQueue && (!active.isEmpty || runningWhole > 0 || !queue.isEmpty) {
+                throw RuntimeError.queueFull(depth: queue.count)
+            }
+            queue.append(work)
+            condition.signal()
+        }
+    }
+
+    public func submit(_ job: ChatJob) throws -> Submission {
+        let flag = CancellationFlag()
+        let (stream, continuation) = AsyncThrowingStream<ChatEvent, Error>.makeStream(bufferingPolicy: .unbounded)
+        continuation.onTermination = { _ in flag.cancel() }
+        if job.speech != nil {
+            // spoken answers run whole (their speech follows the text token by token)
+            let engine = self.engine
+            try enqueue(.whole(flag, run: {
+                do {
+                    _ = try engine.run(job, cancelled: { flag.isCancelled }, emit: { continuation.yield($0) })
+                    continuation.finish()
+                    return true
+                } catch {
+                    continuation.finish(throwing: error)
+                    return false
+                }
+            }, abandon: { continuation.finish(throwing: $0) }))
+        } else {
+            try enqueue(.chat(job, flag, continuation))
+        }
+        return Submission(events: stream, flag: flag)
+    }
+
+    public func perform<T: Sendable>(_ work: @escaping @Sendable (Engine) throws -> T) async throws -> T {
+        let flag = CancellationFlag()
+        let engine = self.engine
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, Error>) in
+                do {
+                    try enqueue(.whole(flag, run: {
+                        let r = Result { try work(engine) }
+                        c.resume(with: r)
+                        if case .success = r { return true } else { return false }
+                    }, abandon: { c.resume(throwing: $0) }))
+                } catch {
+                    c.resume(throwing: error)
+                }
+            }
+        } onCancel: { flag.cancel() }
+    }
+
+    public func shutdown() {
+        let waiting: [Work] = condition.withLock {
+            stopped = true
+            defer { queue = [] }
+            condition.broadcast()
+            return queue
+        }
+        for w in waiting {
+            w.flag.cancel()
+            w.abandon(RuntimeError.stopped)
+        }
+    }
+
+    // MARK: - the worker
+
+    private func loop() {
+        while true {
+            // take new work: whole jobs run now, text answers join the batch while there is room
+            var taken: [Work] = []
+            let quit: Bool = condition.withLock {
+                while queue.isEmpty && active.isEmpty && !stopped { condition.wait() }
+                if queue.isEmpty && active.isEmpty && stopped { return true }
+                var room = maxBatch - active.count
+                while let w = queue.first {
+                    if case .chat = w {
+                        guard room > 0 else { break }
+                        room -= 1
+                    }
+                    taken.append(queue.removeFirst())
+                }
+                return false
+            }
+            if quit { return }
+            for work in taken { start(work) }
+            dropCancelled()
+            prefillOne()
+            step()
+        }
+    }
+
+    private func start(_ work: Work) {
+        if work.flag.isCancelled {
+            count(ended: false)
+            work.abandon(RuntimeError.cancelled)
+            return
+        }
+        switch work {
+        case let .whole(_, run, _):
+            condition.withLock { runningWhole += 1 }
+            let ended = run()
+            condition.withLock { runningWhole -= 1 }
+            count(ended: ended)
+        case let .chat(job, flag, events):
+            do {
+                let (prompt, options) = try engine.prepare(job)
+                let stream = try TokenStream(generator: engine.generator, options: options, budget: options.maxTokens)
+                let a = Active(flag: flag, events: events, prompt: prompt, session: engine.checkout(for: prompt), stream: stream)
+                condition.withLock { active.append(a) }
+            } catch {
+                count(ended: false)
+                events.finish(throwing: error)
+            }
+        }
+    }
+
+    private func count(ended: Bool) {
+        condition.withLock { if ended { completed += 1 } else { cancelledCount += 1 } }
+    }
+
+    private func remove(_ a: Active) {
+        condition.withLock { active.removeAll { $0 === a } }
+    }
+
+    private func dropCancelled() {
+        for a in condition.withLock({ active }) where a.flag.isCancelled {
+            fail(a, RuntimeError.cancelled)
+        }
+    }
+
+    private func fail(_ a: Active, _ error: Error) {
+        remove(a)
+        engine.release(a.session, keep: false)
+        count(ended: false)
+        a.events.finish(throwing: error)
+    }
+
+    /// The next chunk of the oldest prompt still going in; its first token once it is all in. While
+    /// other answers are being written the chunk is sized from the prefill rate seen so far to take
+    /// about `stepSeconds`, so that they keep their pace; alone it takes the whole budget.
+    private func prefillOne() {
+        let (found, othersWriting) = condition.withLock { () -> (Active?, Bool) in
+            (active.first { $0.next == nil && !$0.stream.finished }, active.contains { $0.next != nil })
+        }
+        guard let a = found else { return }
+        let t0 = Date()
+        let size = othersWriting ? max(16, min(prefillBudget, Int(prefillRate * stepSeconds))) : prefillBudget
+        let total = a.prompt.tokens.count, target = min(total, a.fed + size)
+        do {
+            let r = try a.session.prefill(a.prompt.prefix(target), chunk: prefillBudget)
+            if !a.prefilling { a.reused = r.reused }  // what the first piece found cached
+            a.prefilling = true
+            let seconds = Date().timeIntervalSince(t0)
+            if target - a.fed >= 16 { prefillRate = 0.5 * prefillRate + 0.5 * Double(target - a.fed) / max(seconds, 1e-4) }
+            a.fed = target
+            a.prefillSeconds += seconds
+            if target == total { advance(a, r.logits) }
+        } catch {
+            fail(a, error)
+        }
+    }
+
+    /// One token for every answer past its prompt, in one batched forward pass.
+    private func step() {
+        let ready = condition.withLock { active.filter { $0.next != nil } }
+        guard !ready.isEmpty else { return }
+        condition.withLock {
+            largest = max(largest, ready.count)
+            steps += 1
+        }
+        do {
+            let logits = try LanguageSession.step(ready.map { $0.next! }, sessions: ready.map(\.session))
+            for (a, l) in zip(ready, logits) { advance(a, l) }
+        } catch {
+            for a in ready { fail(a, error) }
+        }
+    }
+
+    private func advance(_ a: Active, _ logits: [Float]) {
+        let flag = a.flag, events = a.events
+        a.next = a.stream.advance(logits, onText: { piece in
+            guard !flag.isCancelled else { return false }
+            events.yield(.text(piece))
+            return !flag.isCancelled
+        })
+        guard a.next == nil else { return }
+        remove(a)
+        var result = a.stream.result
+        result.timings.promptTokens = a.prompt.tokens.count
+        result.timings.cachedTokens = a.reused
+        result.timings.prefillSeconds = a.prefillSeconds
+        let cancelled = result.finishReason == .cancelled || flag.isCancelled
+        engine.release(a.session, keep: !cancelled, hit: cancelled ? nil : a.reused > 0)
+        count(ended: !cancelled)  // before the stream ends, so that a client that sees the end sees the count
+        if cancelled {
+            events.finish(throwing: RuntimeError.cancelled)
+        } else {
+            events.yield(.finished(ChatOutcome(result: result)))
+            events.finish()
+        }
+    }
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Concurrent clients against `minicpmo serve`, measured in one run (loopback only).
+
+    python3 tools/bench/serve_parallel.py --model models/qwen2.5-7b-4l-random --quant q8 [--clients 8] [--tokens 64]
+
+1. The same N requests one after another, then all at once: total wall time of each and their ratio; the
+   answers (greedy) must be the same both ways.
+2. A streamed answer running while a ~2000-token prompt arrives: the longest gap between its tokens
+   (the prompt goes in --prefill-chunk tokens per step, between the running answer's tokens).
+"""
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def request(port, body):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    c.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
+    r = c.getresponse()
+    data = r.read()
+    assert r.status == 200, data
+    return json.loads(data)["choices"][0]["message"]["content"]
+
+
+def stream_gaps(port, body, out):
+    """Streams `body`; appends each content delta's arrival time to out."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    c.request("POST", "/v1/chat/completions", json.dumps({**body, "stream": True}), {"Content-Type": "application/json"})
+    r = c.getresponse()
+    for line in r:
+        line = line.strip()
+        if line.startswith(b"data: ") and line != b"data: [DONE]":
+            e = json.loads(line[6:])
+            if e.get("choices") and e["choices"][0].get("delta", {}).get("content"):
+                out.append(time.monotonic())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--quant", default="q8")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--prefill-chunk", type=int, default=256)
+    ap.add_argument("--bin", default=os.path.join(ROOT, ".build", "release", "minicpmo"))
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    server = subprocess.Popen([args.bin, "serve", "--model", args.model, "--quant", args.quant, "--port", "0",
+                               "--threads", str(args.threads), "--batch", str(args.batch), "--prefill-chunk", str(args.prefill_chunk),
+                               "--prefill-precision", "int8", "--log-level", "warning"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        port = int(server.stdout.readline().rsplit(":", 1)[1])
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", "/health")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        bodies = [{"messages": [{"role": "user", "content": f"Request {i}: tell me about number {i}."}], "max_tokens": args.tokens,
+                   "temperature": 0, "repetition_penalty": 1} for i in range(args.clients)]
+        request(port, bodies[0])  # warm up
+        t0 = time.monotonic()
+        alone = [request(port, b) for b in bodies]
+        serial = time.monotonic() - t0
+        results = [None] * len(bodies)
+
+        def run(i):
+            results[i] = request(port, bodies[i])
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(bodies))]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        together = time.monotonic() - t0
+        same = sum(a == b for a, b in zip(alone, results))
+        # a long prompt arriving mid-stream
+        times = []
+        streamer = threading.Thread(target=stream_gaps, args=(port, {**bodies[0], "max_tokens": 200}, times))
+        streamer.start()
+        while len(times) < 10:
+            time.sleep(0.01)
+        arrival = time.monotonic()
+        long_prompt = " ".join(f"word{i % 97}" for i in range(2000))
+        request(port, {"messages": [{"role": "user", "content": long_prompt}], "max_tokens": 1, "temperature": 0})
+        streamer.join()
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        during = [b - a for a, b in zip(times, times[1:]) if b >= arrival]
+        summary = {"clients": args.clients, "tokens": args.tokens, "quant": args.quant, "batch": args.batch,
+                   "serial_seconds": round(serial, 2), "concurrent_seconds": round(together, 2),
+                   "concurrent_over_serial": round(together / serial, 3), "identical_answers": same,
+                   "stream_median_gap_seconds": round(statistics.median(gaps), 3),
+                   "stream_max_gap_while_long_prompt_seconds": round(max(during) if during else 0, 3)}
+        print(json.dumps(summary, indent=1))
+        if args.json:
+            json.dump(summary, open(args.json, "w"), indent=1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
