@@ -120,16 +120,7 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
         if job.speech != nil {
             // spoken answers run whole (their speech follows the text token by token)
             let engine = self.engine
-            try enqueue(.whole(flag, run: {
-                do {
-                    _ = try engine.run(job, cancelled: { flag.isCancelled }, emit: { continuation.yield($0) })
-                    continuation.finish()
-                    return true
-                } catch {
-                    continuation.finish(throwing: error)
-                    return false
-                }
-            }, abandon: { continuation.finish(throwing: $0) }))
+            try enqueue(.whole(flag, run: { runWhole(engine, job, flag, continuation) }, abandon: { continuation.finish(throwing: $0) }))
         } else {
             try enqueue(.chat(job, flag, continuation))
         }
@@ -137,21 +128,7 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
     }
 
     public func perform<T: Sendable>(_ work: @escaping @Sendable (Engine) throws -> T) async throws -> T {
-        let flag = CancellationFlag()
-        let engine = self.engine
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, Error>) in
-                do {
-                    try enqueue(.whole(flag, run: {
-                        let r = Result { try work(engine) }
-                        c.resume(with: r)
-                        if case .success = r { return true } else { return false }
-                    }, abandon: { c.resume(throwing: $0) }))
-                } catch {
-                    c.resume(throwing: error)
-                }
-            }
-        } onCancel: { flag.cancel() }
+        try await performQueued(engine, work) { try enqueue(.whole($0, run: $1, abandon: $2)) }
     }
 
     public func shutdown() {

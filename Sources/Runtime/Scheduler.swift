@@ -106,36 +106,12 @@ public final class SerialScheduler: RequestScheduler, @unchecked Sendable {
         let (stream, continuation) = AsyncThrowingStream<ChatEvent, Error>.makeStream(bufferingPolicy: .unbounded)
         continuation.onTermination = { _ in flag.cancel() }
         let engine = self.engine
-        try enqueue(Work(flag: flag, run: {
-            do {
-                _ = try engine.run(job, cancelled: { flag.isCancelled }, emit: { continuation.yield($0) })
-                continuation.finish()
-                return true
-            } catch {
-                continuation.finish(throwing: error)
-                return false
-            }
-        }, abandon: { continuation.finish(throwing: $0) }))
+        try enqueue(Work(flag: flag, run: { runWhole(engine, job, flag, continuation) }, abandon: { continuation.finish(throwing: $0) }))
         return Submission(events: stream, flag: flag)
     }
 
     public func perform<T: Sendable>(_ work: @escaping @Sendable (Engine) throws -> T) async throws -> T {
-        let flag = CancellationFlag()
-        let engine = self.engine
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, Error>) in
-                do {
-                    try enqueue(Work(flag: flag, run: {
-                        let r = Result { try work(engine) }
-                        c.resume(with: r)
-                        if case .success = r { return true } else { return false }
-                    },
-                                     abandon: { c.resume(throwing: $0) }))
-                } catch {
-                    c.resume(throwing: error)
-                }
-            }
-        } onCancel: { flag.cancel() }
+        try await performQueued(engine, work) { try enqueue(Work(flag: $0, run: $1, abandon: $2)) }
     }
 
     public func shutdown() {
@@ -150,4 +126,36 @@ public final class SerialScheduler: RequestScheduler, @unchecked Sendable {
             w.abandon(RuntimeError.stopped)
         }
     }
+}
+
+/// A chat job run whole on the engine, its events on `continuation`: whether it ran to its end.
+func runWhole(_ engine: Engine, _ job: ChatJob, _ flag: CancellationFlag,
+              _ continuation: AsyncThrowingStream<ChatEvent, Error>.Continuation) -> Bool {
+    do {
+        _ = try engine.run(job, cancelled: { flag.isCancelled }, emit: { continuation.yield($0) })
+        continuation.finish()
+        return true
+    } catch {
+        continuation.finish(throwing: error)
+        return false
+    }
+}
+
+/// `perform` for a scheduler whose queue takes work as (flag, run — whether it ran to its end, abandon).
+func performQueued<T: Sendable>(_ engine: Engine, _ work: @escaping @Sendable (Engine) throws -> T,
+                                enqueue: (CancellationFlag, @escaping () -> Bool, @escaping (Error) -> Void) throws -> Void) async throws -> T {
+    let flag = CancellationFlag()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, Error>) in
+            do {
+                try enqueue(flag, {
+                    let r = Result { try work(engine) }
+                    c.resume(with: r)
+                    if case .success = r { return true } else { return false }
+                }, { c.resume(throwing: $0) })
+            } catch {
+                c.resume(throwing: error)
+            }
+        }
+    } onCancel: { flag.cancel() }
 }
