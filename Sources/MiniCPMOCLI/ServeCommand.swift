@@ -45,6 +45,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Text answers decoded together, each weight read once per step for all of them (1: one request at a time). A joining prompt goes in --prefill-chunk tokens per step.")
     var batch = 8
 
+    @Option(name: .long, help: "Memory in MB for the KV caches of all running answers together (default: no bound). When it runs out, the newest answer is set aside and recomputed once another ends.")
+    var kvMb: Int?
+
     @Flag(name: .long, help: "Fetch http(s) image URLs in requests (off: data: URLs only).")
     var allowRemoteMedia = false
 
@@ -62,6 +65,7 @@ struct ServeCommand: AsyncParsableCommand {
         if maxQueue < 0 { throw ValidationError("--max-queue must be ≥ 0") }
         if prefillChunk < 1 { throw ValidationError("--prefill-chunk must be at least 1") }
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
+        if let kvMb, kvMb < 1 { throw ValidationError("--kv-mb must be at least 1") }
     }
 
     func run() async throws {
@@ -83,12 +87,13 @@ struct ServeCommand: AsyncParsableCommand {
         config.maxQueue = maxQueue
         config.prefillChunk = prefillChunk
         let runtime = model.runtime, ctx = ctx, cacheBytes = cacheMb << 20, maxQueue = maxQueue, batch = batch
-        let prefillChunk = prefillChunk
+        let prefillChunk = prefillChunk, kvBytes = kvMb.map { $0 << 20 }
         let server = MiniCPMOServer(configuration: config) {
             runtime.apply()
             do {
                 let loaded = try MiniCPMOModel(directory: directory, quantize: runtime.quant.format, progress: { note($0) })
-                let engine = try Engine(model: loaded, contextLength: ctx, cacheBytes: cacheBytes)
+                let kvPages = kvBytes.map { max(1, $0 / loaded.llm.makeCachePool().bytesPerPage) }
+                let engine = try Engine(model: loaded, contextLength: ctx, cacheBytes: cacheBytes, kvPages: kvPages)
                 if batch == 1 { return SerialScheduler(engine: engine, maxQueue: maxQueue) }
                 return BatchScheduler(engine: engine, maxQueue: maxQueue, maxBatch: batch, prefillBudget: prefillChunk)
             } catch {

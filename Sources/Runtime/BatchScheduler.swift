@@ -50,6 +50,12 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
         var prefillSeconds = 0.0
         /// The token to feed at the next step (nil while the prompt is still going in).
         var next: Int?
+        /// What goes into the cache: the prompt, and after a preemption also the tokens written so far.
+        var input: Prompt
+        /// Preempted while writing: the token to feed once `input` is back in.
+        var resumeNext: Int?
+        /// Preempted: it waits until more than this many answers have left the batch.
+        var waitFor: Int?
 
         init(flag: CancellationFlag, events: AsyncThrowingStream<ChatEvent, Error>.Continuation, prompt: Prompt,
              session: LanguageSession, stream: TokenStream) {
@@ -58,6 +64,7 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
             self.prompt = prompt
             self.session = session
             self.stream = stream
+            input = prompt
             fed = min(session.reusableLength(for: prompt), prompt.tokens.count - 1)
         }
     }
@@ -75,6 +82,12 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
     public let stepSeconds: Double
     private var largest = 0
     private var steps = 0
+    private var preempted = 0
+    /// Answers that have left the batch (finished, failed or cancelled): a preempted one resumes after one.
+    private var left = 0
+
+    /// Answers set aside (their KV pages given back, recomputed later) because the KV pool ran out.
+    public var preemptions: Int { condition.withLock { preempted } }
 
     /// The most answers one step has advanced together, and the steps taken.
     public var largestBatch: Int { condition.withLock { largest } }
@@ -201,7 +214,10 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
     }
 
     private func remove(_ a: Active) {
-        condition.withLock { active.removeAll { $0 === a } }
+        condition.withLock {
+            active.removeAll { $0 === a }
+            left += 1
+        }
     }
 
     private func dropCancelled() {
@@ -222,23 +238,57 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
     /// about `stepSeconds`, so that they keep their pace; alone it takes the whole budget.
     private func prefillOne() {
         let (found, othersWriting) = condition.withLock { () -> (Active?, Bool) in
-            (active.first { $0.next == nil && !$0.stream.finished }, active.contains { $0.next != nil })
+            (active.first { $0.next == nil && !$0.stream.finished && ($0.waitFor.map { left > $0 } ?? true) },
+             active.contains { $0.next != nil })
         }
         guard let a = found else { return }
         let t0 = Date()
         let size = othersWriting ? max(16, min(prefillBudget, Int(prefillRate * stepSeconds))) : prefillBudget
-        let total = a.prompt.tokens.count, target = min(total, a.fed + size)
+        let total = a.input.tokens.count, target = min(total, a.fed + size)
         do {
-            let r = try a.session.prefill(a.prompt.prefix(target), chunk: prefillBudget)
+            let r = try a.session.prefill(a.input.prefix(target), chunk: prefillBudget)
             if !a.prefilling { a.reused = r.reused }  // what the first piece found cached
             a.prefilling = true
             let seconds = Date().timeIntervalSince(t0)
             if target - a.fed >= 16 { prefillRate = 0.5 * prefillRate + 0.5 * Double(target - a.fed) / max(seconds, 1e-4) }
             a.fed = target
             a.prefillSeconds += seconds
-            if target == total { advance(a, r.logits) }
+            guard target == total else { return }
+            a.waitFor = nil
+            if let next = a.resumeNext {
+                a.next = next  // back where it was: what it wrote is in again
+                a.resumeNext = nil
+            } else {
+                advance(a, r.logits)
+            }
+        } catch KVCacheError.outOfPages {
+            // no room for this prompt now: the kept conversations go first (it goes on at the next
+            // step), else it waits for an answer to end
+            if engine.prefixes.count > 0 {
+                engine.clearPrefixCache()
+            } else if condition.withLock({ active.count }) == 1 {
+                fail(a, RuntimeError.unavailable("the prompt does not fit in the KV cache (\(engine.kvPages.max ?? 0) pages)"))
+            } else {
+                preempt(a)
+            }
         } catch {
             fail(a, error)
+        }
+    }
+
+    /// Sets an answer aside: its pages go back to the pool, and once another answer has left the batch
+    /// its prompt and the tokens it wrote are prefilled again and it goes on where it stopped.
+    private func preempt(_ a: Active) {
+        a.session.reset()
+        a.fed = 0
+        if let next = a.next {
+            a.input = Prompt(tokens: a.prompt.tokens + a.stream.generated.dropLast(), spans: a.prompt.spans)  // `next` is not fed yet
+            a.resumeNext = next
+            a.next = nil
+        }
+        condition.withLock {
+            a.waitFor = left
+            preempted += 1
         }
     }
 
@@ -250,11 +300,28 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
             largest = max(largest, ready.count)
             steps += 1
         }
-        do {
-            let logits = try LanguageSession.step(ready.map { $0.next! }, sessions: ready.map(\.session))
-            for (a, l) in zip(ready, logits) { advance(a, l) }
-        } catch {
-            for a in ready { fail(a, error) }
+        var batch = ready
+        while !batch.isEmpty {
+            do {
+                let logits = try LanguageSession.step(batch.map { $0.next! }, sessions: batch.map(\.session))
+                for (a, l) in zip(batch, logits) { advance(a, l) }
+                return
+            } catch KVCacheError.outOfPages {
+                // the step left every sequence as it was: make room (kept conversations, then the newest answer)
+                if engine.prefixes.count > 0 {
+                    engine.clearPrefixCache()
+                    continue
+                }
+                let newest = batch.removeLast()
+                if batch.isEmpty {
+                    fail(newest, RuntimeError.unavailable("the answer no longer fits in the KV cache (\(engine.kvPages.max ?? 0) pages)"))
+                } else {
+                    preempt(newest)
+                }
+            } catch {
+                for a in batch { fail(a, error) }
+                return
+            }
         }
     }
 

@@ -113,12 +113,14 @@ public final class Engine: @unchecked Sendable {
 
     /// - contextLength: positions per sequence (nil: the model's max_position_embeddings).
     /// - cacheBytes: memory the prefix cache may keep between requests.
-    public init(model: MiniCPMOModel, contextLength: Int? = nil, cacheBytes: Int = 512 << 20) throws {
+    /// - kvPages: the most KV pages (32 positions of every layer each) all sequences may hold together
+    ///   (nil: no bound). The batching scheduler preempts answers when they run out.
+    public init(model: MiniCPMOModel, contextLength: Int? = nil, cacheBytes: Int = 512 << 20, kvPages: Int? = nil) throws {
         self.model = model
         generator = try model.textGenerator()
         let maxContext = model.llm.config.maxPositionEmbeddings
         self.contextLength = min(max(contextLength ?? maxContext, 2), maxContext)
-        pool = model.llm.makeCachePool()
+        pool = model.llm.makeCachePool(maxPages: kvPages)
         prefixes = PrefixCache(model: model.llm, pool: pool, budgetBytes: cacheBytes)
         updateStats()
     }
@@ -267,6 +269,9 @@ public final class Engine: @unchecked Sendable {
         emit(.finished(outcome))
         return outcome
     }
+
+    /// Pages of the KV pool: in use, and the bound (nil: none).
+    var kvPages: (inUse: Int, max: Int?) { (pool.pagesInUse, pool.maxPages) }
 
     /// Drops every kept conversation.
     public func clearPrefixCache() {

@@ -64,6 +64,27 @@ import TestSupport
         #expect(between >= 15, "\(between) tokens of the running answer while the long prompt went in")
     }
 
+    /// A KV pool too small for every answer at once: the newest are set aside and recomputed later, and
+    /// every answer is still the one served alone.
+    @Test func aFullKVPoolPreemptsAndRecomputes() async throws {
+        let prompts = (0..<4).map { "Preempt \($0): " + String(repeating: "token\($0) ", count: 2 + $0 * 3) }
+        let roomy = SerialScheduler(engine: try Engine(model: TestServer.model, contextLength: 2048, cacheBytes: 0))
+        defer { roomy.shutdown() }
+        var alone: [String] = []
+        for p in prompts { alone.append(try await Self.collect(try roomy.submit(Self.job(p, maxTokens: 80))).get()) }
+        // each answer needs 3–5 pages of 32 positions; 9 pages hold about two of them
+        let engine = try Engine(model: TestServer.model, contextLength: 2048, cacheBytes: 0, kvPages: 9)
+        let batch = BatchScheduler(engine: engine, maxBatch: 4)
+        defer { batch.shutdown() }
+        let subs = try prompts.map { try batch.submit(Self.job($0, maxTokens: 80)) }
+        var together: [String] = []
+        for s in subs { together.append(try await Self.collect(s).get()) }
+        #expect(together == alone)
+        #expect(batch.preemptions > 0)
+        #expect(batch.status.completed == 4)
+        #expect(engine.cacheStats.kvPagesInUse == 0)
+    }
+
     @Test func aCancelledAnswerLeavesTheBatch() async throws {
         let engine = try Engine(model: TestServer.model, contextLength: 8192, cacheBytes: 0)
         let batch = BatchScheduler(engine: engine, maxBatch: 4)
