@@ -48,7 +48,9 @@ extension MiniCPMOModel {
 
     /// Encodes log-mel pieces of one clip (each [mel, frames], at most 30 s) into its embeddings:
     /// each piece keeps its first (T' − 2)/2 + 1 pooled rows, pieces are concatenated in order.
-    public func encodeAudio(melPieces: [(values: [Float], frames: Int)], samples: Int) throws -> EncodedAudio {
+    /// With a streaming state, the pieces are encoded as the next pieces of that stream (a live call's units).
+    public func encodeAudio(melPieces: [(values: [Float], frames: Int)], samples: Int,
+                            streaming: WhisperEncoder.StreamingState? = nil) throws -> EncodedAudio {
         let audio = try audio()
         let h = audio.config.embedDim
         var rows: [Float] = []
@@ -56,7 +58,9 @@ extension MiniCPMOModel {
         hash.add(UInt64(samples))
         for piece in melPieces {
             let keep = audio.tokens(frames: piece.frames)
-            let pooled = piece.values.withUnsafeBufferPointer { audio.forward(mel: $0.baseAddress!, frames: piece.frames).pooled }
+            let pooled = piece.values.withUnsafeBufferPointer {
+                audio.forward(mel: $0.baseAddress!, frames: piece.frames, streaming: streaming).pooled
+            }
             rows += UnsafeBufferPointer(start: pooled.pointer, count: min(keep, pooled.count / h) * h)
             piece.values.withUnsafeBytes { hash.add(bytes: $0) }
         }

@@ -312,17 +312,14 @@ public struct TextGenerator: Sendable {
         guard prompt.count < context else { throw GenerationError.promptTooLong(tokens: prompt.count, context: context) }
         let budget = min(max(options.maxTokens, 0), context - prompt.count)
 
-        var timings = GenerationTimings()
-        timings.promptTokens = prompt.count
         let t0 = Date()
         let pre = try session.prefill(full, chunk: options.prefillChunk, hiddenAt: options.captureHiddenAt, shouldStop: options.shouldStop)
         if let h = pre.hidden { options.onCapturedHidden?(h) }
-        timings.cachedTokens = pre.reused
-        timings.prefillSeconds = Date().timeIntervalSince(t0)
+        let prefillSeconds = Date().timeIntervalSince(t0)
         var result = try decode(from: pre.logits, session: session, options: options, budget: budget, onText: onText)
-        result.timings.promptTokens = timings.promptTokens
-        result.timings.cachedTokens = timings.cachedTokens
-        result.timings.prefillSeconds = timings.prefillSeconds
+        result.timings.promptTokens = prompt.count
+        result.timings.cachedTokens = pre.reused
+        result.timings.prefillSeconds = prefillSeconds
         result.capturedHidden = pre.hidden
         return result
     }
@@ -373,6 +370,8 @@ public final class CancellationFlag: @unchecked Sendable {
     private var value = false
     public init() {}
     public func cancel() { lock.withLock { value = true } }
+    /// Clears it for the next use (a live session's next answer).
+    public func reset() { lock.withLock { value = false } }
     public var isCancelled: Bool { lock.withLock { value } }
 }
 

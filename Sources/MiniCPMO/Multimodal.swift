@@ -110,6 +110,14 @@ extension MiniCPMOModel {
         }
         let template = generationPrompt ?? (hasAudio ? .assistantSpeech : .assistant)
         let tokens = tokenizer.encode(try ChatTemplate.render(rendered, generationPrompt: template, template: try chatTemplate()))
+        let spans = try mediaSpans(tokens, images: images, audios: audios, tokenizer: tokenizer)
+        return Prompt(tokens: tokens, spans: spans)
+    }
+
+    /// Spans placing the images' rows (one per `<image>`/`<slice>` bound, in order) and the clips'
+    /// embeddings (poured through the audio bounds) over their placeholders in `tokens`; a placeholder
+    /// count that does not match is an error.
+    func mediaSpans(_ tokens: [Int], images: [EncodedImage], audios: [EncodedAudio], tokenizer: Qwen2Tokenizer) throws -> [EmbeddingSpan] {
         var spans: [EmbeddingSpan] = []
         let hidden = llm.config.hiddenSize
         if !images.isEmpty {
@@ -125,13 +133,14 @@ extension MiniCPMOModel {
         }
         if !audios.isEmpty {
             let bounds = try Self.audioBounds(tokens, tokenizer: tokenizer)
-            let expected = audios.reduce(0) { $0 + AudioPlaceholder.tokens(samples: $1.samples, poolStep: audioConfig?.poolStep ?? 2) }
-            guard bounds.reduce(0, { $0 + $1.count }) == expected else {
-                throw MultimodalError.audioPlaceholderMismatch(expected: expected, found: bounds.reduce(0) { $0 + $1.count })
-            }
+            // the placeholders count from each clip's whole length (a clip cut into 30 s pieces may embed one row more or less)
+            let step = try audio().config.poolStep
+            let expected = audios.reduce(0) { $0 + AudioPlaceholder.tokens(samples: $1.samples, poolStep: step) }
+            let found = bounds.reduce(0) { $0 + $1.count }
+            guard found == expected else { throw MultimodalError.audioPlaceholderMismatch(expected: expected, found: found) }
             spans += Self.audioSpans(audios, bounds: bounds, hidden: hidden)
         }
-        return Prompt(tokens: tokens, spans: spans)
+        return spans
     }
 
     /// The positions strictly between each `<image>`/`<slice>` token and its closing token, in order.

@@ -95,7 +95,7 @@ public final class OmniSession: @unchecked Sendable {
     private var answerCompleted = false
     /// Tokens written but not yet in the cache (the last one of an answer is never fed by decode).
     private var unfed: [Int] = []
-    private let stopFlag = Flag()
+    private let stopFlag = CancellationFlag()
 
     public init(model: MiniCPMOModel, tokenizer: Qwen2Tokenizer, pool: KVPagePool? = nil) throws {
         self.model = model
@@ -151,7 +151,7 @@ public final class OmniSession: @unchecked Sendable {
 
     /// Stops the answer being written or spoken, from any thread. The next unit then opens the user's
     /// turn after `<|tts_eos|><|im_end|>`.
-    public func interrupt() { stopFlag.set(true) }
+    public func interrupt() { stopFlag.cancel() }
 
     /// Writes (and, given a speech model, speaks) the answer to what was heard. `options.maxTokens` bounds
     /// it; `options.shouldStop`, asked after every token, interrupts it as `interrupt()` does; `onEvent`
@@ -164,7 +164,7 @@ public final class OmniSession: @unchecked Sendable {
         let encodeStart = Date()
         let heard = try last.map { try prepare($0).0 }
         let encodeSeconds = Date().timeIntervalSince(encodeStart)
-        stopFlag.set(false)
+        stopFlag.reset()
         newUserMessage = true
         answered = true
         answerCompleted = false
@@ -184,7 +184,7 @@ public final class OmniSession: @unchecked Sendable {
                 if firstAudio == nil, !chunk.samples.isEmpty { firstAudio = Date().timeIntervalSince(t0) }
                 onEvent(.audio(chunk))
             }
-            s.shouldStop = { [stopFlag] in stopFlag.value }
+            s.shouldStop = { [stopFlag] in stopFlag.isCancelled }
             s.firstChunkFrames = firstChunkFrames
             streamer = s
         }
@@ -197,21 +197,21 @@ public final class OmniSession: @unchecked Sendable {
             if firstToken == nil { firstToken = Date().timeIntervalSince(t0) }
             count += 1
             if token == ttsEOS { speaking = false }
-            if options.shouldStop?() == true { stopFlag.set(true) }
-            return !stopFlag.value
+            if options.shouldStop?() == true { stopFlag.cancel() }
+            return !stopFlag.isCancelled
         }, onText: { [stopFlag] piece in
             if firstText == nil { firstText = Date().timeIntervalSince(t0) }
             if speaking { spoken += piece }
             onEvent(.text(piece))
-            return !stopFlag.value
+            return !stopFlag.isCancelled
         })
         unfed = Array(result.tokenIds.dropFirst(language.cache.length - fedBefore))
-        answerCompleted = !stopFlag.value
+        answerCompleted = !stopFlag.isCancelled
         if let streamer, answerCompleted {
             streamer.update(text: spoken)
             streamer.finish()
         }
-        let interrupted = stopFlag.value
+        let interrupted = stopFlag.isCancelled
         return Answer(text: result.text, tokenIds: result.tokenIds, finishReason: result.finishReason, interrupted: interrupted,
                       codes: streamer?.codes ?? [], speakerHidden: speakerHidden, encodeSeconds: encodeSeconds,
                       prefillSeconds: prefillSeconds,
@@ -247,51 +247,19 @@ public final class OmniSession: @unchecked Sendable {
                 imageIndex: 0, grid: encoded.grid, queryNum: vision.config.queryNum, useImageID: false))
             image = encoded
         }
-        var rows: [Float] = [], offset = 0
-        var encodedAudio: EncodedAudio?
+        var clips: [EncodedAudio] = [], offset = 0
         if let clip {
-            let mel = WhisperFeatures.logMel(samples16k: clip)
-            let keep = audio.tokens(frames: mel.frames)
-            let pooled = mel.values.withUnsafeBufferPointer {
-                audio.forward(mel: $0.baseAddress!, frames: mel.frames, streaming: whisper).pooled
-            }
+            clips = [try model.encodeAudio(melPieces: [WhisperFeatures.logMel(samples16k: clip)], samples: clip.count, streaming: whisper)]
             offset = whisper.lastOffset
-            rows = Array(UnsafeBufferPointer(start: pooled.pointer, count: min(keep, pooled.count / h) * h))
-            var hash = Hasher64()
-            clip.withUnsafeBytes { hash.add(bytes: $0) }
-            encodedAudio = EncodedAudio(embeddings: FloatBuffer(rows), tokens: rows.count / h, samples: clip.count, key: hash.value)
             text = text.replacingOccurrences(of: "\u{0}AUDIO\u{0}", with: AudioPlaceholder.text(
                 samples: clip.count, poolStep: audio.config.poolStep, chunked: true, chunkSeconds: 1))
         }
         let own = tokenizer.encode(text), tokens = unfed + own
-        var spans: [EmbeddingSpan] = []
-        if let image {
-            let bounds = try MiniCPMOModel.imageBounds(tokens, tokenizer: tokenizer)
-            guard bounds.count == image.embeddings.count else {
-                throw MultimodalError.placeholderMismatch(expected: image.embeddings.count, found: bounds.count)
-            }
-            for (k, (bound, e)) in zip(bounds, image.embeddings).enumerated() {
-                spans.append(EmbeddingSpan(start: bound.lowerBound, count: bound.count, rows: e, key: image.key &+ UInt64(k)))
-            }
-        }
-        if let encodedAudio {
-            let bounds = try MiniCPMOModel.audioBounds(tokens, tokenizer: tokenizer)
-            let found = bounds.reduce(0) { $0 + $1.count }
-            guard found == encodedAudio.tokens else {
-                throw MultimodalError.audioPlaceholderMismatch(expected: encodedAudio.tokens, found: found)
-            }
-            spans += MiniCPMOModel.audioSpans([encodedAudio], bounds: bounds, hidden: h)
-        }
+        let spans = try model.mediaSpans(tokens, images: image.map { [$0] } ?? [], audios: clips, tokenizer: tokenizer)
+        let rows = clips.first.map { Array(UnsafeBufferPointer(start: $0.embeddings.pointer, count: $0.tokens * h)) } ?? []
         return (Prompt(tokens: tokens, spans: spans),
                 Prefilled(tokens: own, audioRows: rows, audioOffset: offset, encodeSeconds: Date().timeIntervalSince(t0),
                           seconds: Date().timeIntervalSince(t0)))
-    }
-
-    final class Flag: @unchecked Sendable {
-        private let lock = NSLock()
-        private var v = false
-        var value: Bool { lock.withLock { v } }
-        func set(_ x: Bool) { lock.withLock { v = x } }
     }
 }
 

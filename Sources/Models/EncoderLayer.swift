@@ -74,10 +74,9 @@ public struct EncoderLayer: @unchecked Sendable {
         }
     }
 
-    /// Keys and values of earlier frames (streaming: the pieces before this one), [count, width] each.
+    /// Keys and values of earlier frames (streaming: the pieces before this one), [frames, width] each.
     final class History {
         var keys: [Float] = [], values: [Float] = []
-        var count = 0
     }
 
     /// x [n, width] in place; query i sees keys 0 ..< visibleKeys(i) (all when nil). With a history the
@@ -93,11 +92,10 @@ public struct EncoderLayer: @unchecked Sendable {
         if let history {
             history.keys += UnsafeBufferPointer(start: s.k.pointer, count: n * c)
             history.values += UnsafeBufferPointer(start: s.v.pointer, count: n * c)
-            history.count += n
             history.keys.withUnsafeBufferPointer { k in
                 history.values.withUnsafeBufferPointer { v in
                     Attention.dense(q: s.q.pointer, qStride: c, k: k.baseAddress!, v: v.baseAddress!, kvStride: c, queries: n,
-                                    keys: history.count, heads: heads, headDim: hd, scale: scale, into: s.attn.pointer, outStride: c)
+                                    keys: history.keys.count / c, heads: heads, headDim: hd, scale: scale, into: s.attn.pointer, outStride: c)
                 }
             }
         } else {

@@ -45,8 +45,8 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
         let session: LanguageSession
         var stream: TokenStream
         var fed: Int
-        var reused = 0
-        var prefilling = false
+        /// Prompt tokens found cached when it arrived (where its first chunk starts).
+        let reused: Int
         var prefillSeconds = 0.0
         /// The token to feed at the next step (nil while the prompt is still going in).
         var next: Int?
@@ -66,6 +66,7 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
             self.stream = stream
             input = prompt
             fed = min(session.reusableLength(for: prompt), prompt.tokens.count - 1)
+            reused = fed
         }
     }
 
@@ -247,8 +248,6 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
         let total = a.input.tokens.count, target = min(total, a.fed + size)
         do {
             let r = try a.session.prefill(a.input.prefix(target), chunk: prefillBudget)
-            if !a.prefilling { a.reused = r.reused }  // what the first piece found cached
-            a.prefilling = true
             let seconds = Date().timeIntervalSince(t0)
             if target - a.fed >= 16 { prefillRate = 0.5 * prefillRate + 0.5 * Double(target - a.fed) / max(seconds, 1e-4) }
             a.fed = target

@@ -57,7 +57,7 @@ public final class LiveCall: @unchecked Sendable {
     /// Audio since the early cut of the current pause (silence, unless speech resumes).
     private var cutAtPause = false
     /// Units cut but not yet heard by the model, in order.
-    private var pending: [(index: Int, audio: [Float], frame: RGBImage?)] = []
+    private var pending: [(index: Int, unit: OmniSession.Unit)] = []
     /// The turn has ended: its last unit waits for the answer, which hears it in the same pass.
     private var turnEnded = false
     private let worker: any LiveExecutor
@@ -152,7 +152,7 @@ public final class LiveCall: @unchecked Sendable {
     }
 
     private func sendUnit(_ audio: [Float], hearNow: Bool = true) {
-        pending.append((index: units + 1, audio: audio, frame: frame))
+        pending.append((index: units + 1, unit: .init(audio: audio, frame: frame)))
         frame = nil
         units += 1
         turnEnded = false
@@ -164,13 +164,13 @@ public final class LiveCall: @unchecked Sendable {
     /// Prefills the units waiting, except the last one of an ended turn when `keepLast` (the answer
     /// takes it).
     private func hearPending(keepLast: Bool) {
-        while let unit = lock.withLock({ () -> (index: Int, audio: [Float], frame: RGBImage?)? in
+        while let (index, unit) = lock.withLock({ () -> (index: Int, unit: OmniSession.Unit)? in
             if pending.isEmpty || (keepLast && turnEnded && pending.count == 1) { return nil }
             return pending.removeFirst()
         }) {
             do {
-                let p = try session.listen(.init(audio: unit.audio, frame: unit.frame))
-                onEvent(.heard(unit: unit.index, seconds: Double(unit.audio.count) / 16000, prefillSeconds: p.seconds,
+                let p = try session.listen(unit)
+                onEvent(.heard(unit: index, seconds: Double(unit.audio.count) / 16000, prefillSeconds: p.seconds,
                                encodeSeconds: p.encodeSeconds))
             } catch {
                 onEvent(.failed("\(error)"))
@@ -182,7 +182,7 @@ public final class LiveCall: @unchecked Sendable {
         // the user spoke again before the answer began: their message goes on, nothing is answered yet
         guard lock.withLock({ answering == turn }) else { return hearPending(keepLast: false) }
         hearPending(keepLast: true)
-        let last = lock.withLock { () -> (index: Int, audio: [Float], frame: RGBImage?)? in
+        let last = lock.withLock { () -> (index: Int, unit: OmniSession.Unit)? in
             turnEnded = false
             return pending.popLast()
         }
@@ -194,8 +194,7 @@ public final class LiveCall: @unchecked Sendable {
                 guard let self else { return true }
                 return lock.withLock { answering != turn }
             }
-            let unit = last.map { OmniSession.Unit(audio: $0.audio, frame: $0.frame) }
-            let a = try session.answer(after: unit, options: generation, speech: speech, sampler: sampler) { [onEvent] event in
+            let a = try session.answer(after: last?.unit, options: generation, speech: speech, sampler: sampler) { [onEvent] event in
                 switch event {
                 case let .text(t): onEvent(.text(t))
                 case let .audio(c): onEvent(.audio(c))
@@ -203,7 +202,7 @@ public final class LiveCall: @unchecked Sendable {
             }
             lock.withLock { if answering == turn { answering = nil } }
             if let last {
-                onEvent(.heard(unit: last.index, seconds: Double(last.audio.count) / 16000, prefillSeconds: a.prefillSeconds,
+                onEvent(.heard(unit: last.index, seconds: Double(last.unit.audio.count) / 16000, prefillSeconds: a.prefillSeconds,
                                encodeSeconds: a.encodeSeconds))
             }
             onEvent(.answerFinished(turn: turn, a))

@@ -26,8 +26,8 @@ extension MiniCPMOServer {
         router.ws("/v1/live", shouldUpgrade: { request, _ in
             // browsers cannot set headers on a WebSocket: the key may come as ?api_key= too
             guard let key = self.configuration.apiKey else { return .upgrade([:]) }
-            let header = request.headers[.authorization] ?? ""
-            let token = header.hasPrefix("Bearer ") ? String(header.dropFirst(7)) : (request.uri.queryParameters["api_key"].map(String.init) ?? "")
+            let header = bearerToken(request)
+            let token = header.isEmpty ? (request.uri.queryParameters["api_key"].map(String.init) ?? "") : header
             return !token.isEmpty && constantTimeEqual(token, key) ? .upgrade([:]) : .dontUpgrade
         }) { inbound, outbound, _ in
             try await self.live(inbound: inbound, outbound: outbound)
@@ -206,7 +206,8 @@ final class LiveConnection: @unchecked Sendable {
         case let .audio(chunk):
             guard !chunk.samples.isEmpty else { return }
             let rid = lock.withLock { responseID }
-            sink.yield(LiveWire.object(["type": "response.audio.delta", "response_id": rid, "delta": LiveWire.pcm16(chunk.samples)]))
+            sink.yield(LiveWire.object(["type": "response.audio.delta", "response_id": rid,
+                                        "delta": audioBytes(chunk.samples, .pcm16).base64EncodedString()]))
         case let .answerFinished(_, answer):
             let rid = lock.withLock { responseID }
             sink.yield(LiveWire.object(["type": "response.done", "response": [
@@ -232,16 +233,5 @@ enum LiveWire {
 
     static func error(_ message: String, code: String) -> String {
         object(["type": "error", "error": ["type": "invalid_request_error", "code": code, "message": message]])
-    }
-
-    /// Float samples → base64 little-endian PCM16.
-    static func pcm16(_ samples: [Float]) -> String {
-        var bytes = [UInt8](repeating: 0, count: samples.count * 2)
-        for (i, s) in samples.enumerated() {
-            let v = UInt16(bitPattern: Int16((max(-1, min(1, s)) * 32767).rounded()))
-            bytes[2 * i] = UInt8(v & 0xFF)
-            bytes[2 * i + 1] = UInt8(v >> 8)
-        }
-        return Data(bytes).base64EncodedString()
     }
 }

@@ -234,7 +234,7 @@ struct AuthMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let key else { return try await next(request, context) }
         let given = request.headers[.authorization] ?? ""
-        let token = given.hasPrefix("Bearer ") ? String(given.dropFirst(7)) : ""
+        let token = bearerToken(request)
         guard !token.isEmpty, constantTimeEqual(token, key) else {
             var e = APIError(.unauthorized, given.isEmpty ? "missing API key (send Authorization: Bearer KEY)" : "incorrect API key",
                              code: "invalid_api_key")
@@ -243,6 +243,12 @@ struct AuthMiddleware: RouterMiddleware {
         }
         return try await next(request, context)
     }
+}
+
+/// The key of `Authorization: Bearer KEY` ("" without one).
+func bearerToken(_ request: Request) -> String {
+    let given = request.headers[.authorization] ?? ""
+    return given.hasPrefix("Bearer ") ? String(given.dropFirst(7)) : ""
 }
 
 /// Fetches remote image URLs with size, time and redirect limits.

@@ -39,14 +39,18 @@ public final class WhisperEncoder: @unchecked Sendable {
     /// keys and values so far. Positions continue from `frames`.
     public final class StreamingState: @unchecked Sendable {
         var layers: [EncoderLayer.History]
-        public var frames: Int { layers.first?.count ?? 0 }
+        let width: Int
+        public var frames: Int { (layers.first?.keys.count ?? 0) / width }
         /// The position the last piece started at.
         public internal(set) var lastOffset = 0
-        public init(layers: Int) { self.layers = (0..<layers).map { _ in EncoderLayer.History() } }
+        public init(layers: Int, width: Int) {
+            self.layers = (0..<layers).map { _ in EncoderLayer.History() }
+            self.width = width
+        }
         public func reset() { layers = layers.map { _ in EncoderLayer.History() } }
     }
 
-    public func makeStreamingState() -> StreamingState { StreamingState(layers: layers.count) }
+    public func makeStreamingState() -> StreamingState { StreamingState(layers: layers.count, width: config.dModel) }
 
     /// Hidden states [T', d] after the final LayerNorm for a mel row [mel, T] (bins × frames). With a
     /// streaming state the piece is encoded as the reference's streaming path does: positions after the
