@@ -16,7 +16,7 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
     public let maxBatch: Int
     public let prefillBudget: Int
 
-    private enum Work {
+    private enum Work: QueuedWork {
         /// A text answer, batched.
         case chat(ChatJob, CancellationFlag, AsyncThrowingStream<ChatEvent, Error>.Continuation)
         /// Anything else, run whole: returns whether it ran to its end.
@@ -146,15 +146,10 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
     }
 
     public func shutdown() {
-        let waiting: [Work] = condition.withLock {
+        stopQueue(condition) {
             stopped = true
             defer { queue = [] }
-            condition.broadcast()
             return queue
-        }
-        for w in waiting {
-            w.flag.cancel()
-            w.abandon(RuntimeError.stopped)
         }
     }
 

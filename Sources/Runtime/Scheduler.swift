@@ -40,11 +40,12 @@ public struct Submission: Sendable {
 public final class SerialScheduler: RequestScheduler, @unchecked Sendable {
     public let engine: Engine
     public let maxQueue: Int
-    private struct Work {
+    private struct Work: QueuedWork {
         var flag: CancellationFlag
         /// Returns whether the work ran to its end (not cancelled, no error).
         var run: () -> Bool
-        var abandon: (Error) -> Void
+        var giveUp: (Error) -> Void
+        func abandon(_ error: Error) { giveUp(error) }
     }
     private let condition = NSCondition()
     private var queue: [Work] = []
@@ -106,25 +107,40 @@ public final class SerialScheduler: RequestScheduler, @unchecked Sendable {
         let (stream, continuation) = AsyncThrowingStream<ChatEvent, Error>.makeStream(bufferingPolicy: .unbounded)
         continuation.onTermination = { _ in flag.cancel() }
         let engine = self.engine
-        try enqueue(Work(flag: flag, run: { runWhole(engine, job, flag, continuation) }, abandon: { continuation.finish(throwing: $0) }))
+        try enqueue(Work(flag: flag, run: { runWhole(engine, job, flag, continuation) }, giveUp: { continuation.finish(throwing: $0) }))
         return Submission(events: stream, flag: flag)
     }
 
     public func perform<T: Sendable>(_ work: @escaping @Sendable (Engine) throws -> T) async throws -> T {
-        try await performQueued(engine, work) { try enqueue(Work(flag: $0, run: $1, abandon: $2)) }
+        try await performQueued(engine, work) { try enqueue(Work(flag: $0, run: $1, giveUp: $2)) }
     }
 
     public func shutdown() {
-        let waiting: [Work] = condition.withLock {
+        stopQueue(condition) {
             stopped = true
             defer { queue = [] }
-            condition.broadcast()
             return queue
         }
-        for w in waiting {
-            w.flag.cancel()
-            w.abandon(RuntimeError.stopped)
-        }
+    }
+}
+
+/// Work waiting in a scheduler's queue.
+protocol QueuedWork {
+    var flag: CancellationFlag { get }
+    /// Tells whoever waits for it that it will not run.
+    func abandon(_ error: Error)
+}
+
+/// Stops a scheduler: `stop` (run under the queue's lock) marks it stopped and hands back what waited,
+/// which is then called off.
+func stopQueue<W: QueuedWork>(_ condition: NSCondition, _ stop: () -> [W]) {
+    let waiting = condition.withLock {
+        defer { condition.broadcast() }
+        return stop()
+    }
+    for w in waiting {
+        w.flag.cancel()
+        w.abandon(RuntimeError.stopped)
     }
 }
 
