@@ -20,33 +20,42 @@ extension Quant {
         int8GEMMAvailable && w.format.isQuantized && w.interleaved
     }
 
-    /// Activations of `tokens` rows quantized per block: values, scales and block sums.
+    /// Activations of `tokens` rows quantized per block (values, scales and block sums), packed for the
+    /// kernels of one weight format (ck_gemm_pack: tiles of eight tokens).
     struct QuantizedRows {
-        let cols: Int, tokens: Int
-        let q: UnsafeMutablePointer<Int8>
-        let d: UnsafeMutablePointer<Float>
-        let sums: UnsafeMutablePointer<Int32>
+        let packed: UnsafeMutablePointer<Int32>
 
-        init(_ x: UnsafePointer<Float>, tokens: Int, cols: Int) {
+        init(_ x: UnsafePointer<Float>, tokens: Int, cols: Int, q4: Bool) {
             let nb = cols / quantBlock
-            self.cols = cols
-            self.tokens = tokens
-            q = .allocate(capacity: tokens * cols)
-            d = .allocate(capacity: tokens * nb)
-            sums = .allocate(capacity: tokens * nb)
-            let (q, d, sums) = (q, d, sums)
-            let parts = splitRange(tokens, parts: Threading.count * 2)
+            let q = UnsafeMutablePointer<Int8>.allocate(capacity: tokens * cols)
+            let d = UnsafeMutablePointer<Float>.allocate(capacity: tokens * nb)
+            let sums = UnsafeMutablePointer<Int32>.allocate(capacity: tokens * nb)
+            defer { q.deallocate(); d.deallocate(); sums.deallocate() }
+            #if canImport(CKernels)
+            let packed = UnsafeMutablePointer<Int32>.allocate(capacity: ck_gemm_packed_count(Int32(cols), Int32(tokens)))
+            #else
+            let packed = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+            #endif
+            self.packed = packed
+            // parts of whole tiles, so that each is quantized and packed on its own
+            let tiles = (tokens + 7) / 8
+            let parts = splitRange(tiles, parts: min(tiles, Threading.count * 2))
             parallelFor(parts.count) { p in
-                for t in parts[p] {
+                let t0 = parts[p].lowerBound * 8, t1 = min(parts[p].upperBound * 8, tokens)
+                for t in t0..<t1 {
                     Quant.quantizeActivations(x + t * cols, cols, q + t * cols, d + t * nb)
                     #if canImport(CKernels)
                     ck_block_sums(q + t * cols, Int32(cols), sums + t * nb)
                     #endif
                 }
+                #if canImport(CKernels)
+                ck_gemm_pack(q + t0 * cols, d + t0 * nb, sums + t0 * nb, Int32(cols), Int32(t1 - t0), q4 ? 1 : 0,
+                             packed + ck_gemm_packed_count(Int32(cols), Int32(t0)))
+                #endif
             }
         }
 
-        func deallocate() { q.deallocate(); d.deallocate(); sums.deallocate() }
+        func deallocate() { packed.deallocate() }
     }
 
     /// Y[T, N] = X[T, K]·W[N, K]ᵀ (+ b) for an interleaved quantized W (`hasInt8GEMM`).
@@ -55,7 +64,7 @@ extension Quant {
         precondition(hasInt8GEMM(w), "Quant.gemm needs interleaved quantized weights and VNNI")
         #if canImport(CKernels)
         let n = w.rows, k = w.cols
-        let xq = QuantizedRows(x, tokens: tokens, cols: k)
+        let xq = QuantizedRows(x, tokens: tokens, cols: k, q4: w.format == .q4_0)
         defer { xq.deallocate() }
         // groups of sixteen rows claimed in parts small enough that both cores finish together
         let groups = w.interleavedRows / WeightMatrix.interleaveGroup
@@ -63,11 +72,11 @@ extension Quant {
         parallelFor(parts.count) { p in
             let r0 = parts[p].lowerBound * WeightMatrix.interleaveGroup, r1 = parts[p].upperBound * WeightMatrix.interleaveGroup
             if w.format == .q8_0 {
-                ck_gemm_q8_0x16_vnni(w.data.assumingMemoryBound(to: Int8.self), Int32(k), Int32(tokens), xq.q, xq.d, xq.sums,
-                                     y, Int32(n), Int32(r0), Int32(r1))
+                ck_gemm_q8_0x16_vnni(w.data.assumingMemoryBound(to: Int8.self), Int32(k), Int32(tokens), xq.packed, y, Int32(n),
+                                     Int32(r0), Int32(r1))
             } else {
-                ck_gemm_q4_0x16_vnni(w.data.assumingMemoryBound(to: UInt8.self), Int32(k), Int32(tokens), xq.q, xq.d, xq.sums,
-                                     y, Int32(n), Int32(r0), Int32(r1))
+                ck_gemm_q4_0x16_vnni(w.data.assumingMemoryBound(to: UInt8.self), Int32(k), Int32(tokens), xq.packed, y, Int32(n),
+                                     Int32(r0), Int32(r1))
             }
             Linear.addBias(bias, columns: r0..<r1, tokens: tokens, stride: n, into: y)
         }

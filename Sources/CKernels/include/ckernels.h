@@ -66,12 +66,16 @@ void ck_gemv_q4_0x16_vnni(const uint8_t *wq, int cols, const int8_t *xq, const f
                           float *y, int r0, int r1, int gfni);
 int ck_gfni_available(void);
 /// Several tokens at once (prefill): y[t·ldy + r] for tokens t < `tokens`, rows r0 ≤ r < r1 (multiples of
-/// 16) of a sixteen-interleaved matrix; xq [tokens, cols] int8 blocks with scales xd [tokens, cols/32] and
-/// block sums xsum [tokens, cols/32] (ck_block_sums of each token). VNNI only (ck_vnni_available).
-void ck_gemm_q8_0x16_vnni(const int8_t *wq, int cols, int tokens, const int8_t *xq, const float *xd,
-                          const int32_t *xsum, float *y, int ldy, int r0, int r1);
-void ck_gemm_q4_0x16_vnni(const uint8_t *wq, int cols, int tokens, const int8_t *xq, const float *xd,
-                          const int32_t *xsum, float *y, int ldy, int r0, int r1);
+/// 16) of a sixteen-interleaved matrix, from the tokens' activations packed by ck_gemm_pack. VNNI only
+/// (ck_vnni_available).
+void ck_gemm_q8_0x16_vnni(const int8_t *wq, int cols, int tokens, const int32_t *packed, float *y, int ldy, int r0, int r1);
+void ck_gemm_q4_0x16_vnni(const uint8_t *wq, int cols, int tokens, const int32_t *packed, float *y, int ldy, int r0, int r1);
+/// int32 values ck_gemm_pack writes for `tokens` tokens (tiles of 8).
+long ck_gemm_packed_count(int cols, int tokens);
+/// Packs xq [tokens, cols] int8 blocks with scales xd [tokens, cols/32] and block sums xsum [tokens,
+/// cols/32] (ck_block_sums of each token) for the Q4_0 (q4 ≠ 0) or Q8_0 GEMM. Tokens t0 < tokens with t0 a
+/// multiple of 8 start at packed + ck_gemm_packed_count(cols, t0), so parts can be packed apart.
+void ck_gemm_pack(const int8_t *xq, const float *xd, const int32_t *xsum, int cols, int tokens, int q4, int32_t *packed);
 void ck_gemv_q8_0x16(const int8_t *wq, int cols, const int8_t *xq, const float *xd, float *y, int r0, int r1);
 void ck_gemv_q4_0x16(const uint8_t *wq, int cols, const int8_t *xq, const float *xd, float *y, int r0, int r1);
 void ck_dequantize_q8_0x16(const int8_t *q, int cols, int r0, int r1, float *out);
