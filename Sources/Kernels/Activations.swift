@@ -27,7 +27,17 @@ public enum Activation {
     /// Exact GELU: x/2 · (1 + erf(x/√2)) (PyTorch's default, Whisper's "gelu").
     public static func geluErf(_ x: UnsafeMutablePointer<Float>, count: Int) {
         let r = Float(1 / 2.0.squareRoot())
-        elementwise(x, count: count) { v in 0.5 * v * (1 + Foundation.erf(v * r)) }
+        let ranges = splitRange(count, parts: count >= 1 << 15 ? Threading.count * 2 : 1, align: 8)
+        parallelFor(ranges.count) { p in
+            var i = ranges[p].lowerBound
+            let end = ranges[p].upperBound
+            while i + 8 <= end {
+                let v = load8(x + i)
+                store8(0.5 * v * (1 + erf8(v * r)), x + i)
+                i += 8
+            }
+            while i < end { let v = x[i]; x[i] = 0.5 * v * (1 + Foundation.erf(v * r)); i += 1 }
+        }
     }
 
     /// Tanh GELU ("gelu_pytorch_tanh"): x/2 · (1 + tanh(√(2/π)·(x + 0.044715x³))), with
@@ -51,13 +61,6 @@ public enum Activation {
                 i += 1
             }
         }
-    }
-
-    /// x[i] = f(x[i]), split across threads for large buffers.
-    @inline(__always)
-    static func elementwise(_ x: UnsafeMutablePointer<Float>, count: Int, _ f: (Float) -> Float) {
-        let ranges = splitRange(count, parts: count >= 1 << 15 ? Threading.count * 2 : 1)
-        parallelFor(ranges.count) { p in for i in ranges[p] { x[i] = f(x[i]) } }
     }
 
     /// In-place numerically stable softmax of one row.

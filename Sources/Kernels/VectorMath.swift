@@ -30,6 +30,24 @@ public func exp8(_ x: SIMD8<Float>) -> SIMD8<Float> {
     return y
 }
 
+/// Eight-lane erf (Abramowitz & Stegun 7.1.26, the form PyTorch's vectorized erf uses): with
+/// t = 1/(1 + p|x|), erf(x) = sign(x)·(1 − t·P(t)·e^{−x²}); absolute error below 1.5e-7. Scalar erff
+/// per element took 5% of a Whisper unit.
+@inline(__always)
+public func erf8(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    var a = x
+    a.replace(with: -x, where: x .< 0)
+    let t = 1 / (1 + 0.3275911 * a)
+    var p = SIMD8<Float>(repeating: 1.061405429)
+    p = p * t - 1.453152027
+    p = p * t + 1.421413741
+    p = p * t - 0.284496736
+    p = p * t + 0.254829592
+    var y = 1 - t * p * exp8(-(a * a))
+    y.replace(with: -y, where: x .< 0)
+    return y
+}
+
 /// exp over a buffer in place; returns the sum of the results.
 @inline(__always)
 func expInPlace(_ x: UnsafeMutablePointer<Float>, count: Int, subtracting m: Float) -> Float {
