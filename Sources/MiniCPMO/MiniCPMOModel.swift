@@ -18,8 +18,15 @@ public final class MiniCPMOModel: @unchecked Sendable {
     var dvaeResult: Result<DVAEDecoder, Error>?
     var vocosResult: Result<Vocos, Error>?
     var templateResult: Result<CheckpointTemplate?, Error>?
-    /// The `quantize` format given at load; the TTS transformer follows it too.
+    /// The `quantize` format given at load.
     public let quantization: WeightFormat?
+    /// The TTS transformer's format: the language model's, whether quantized at load or stored so by
+    /// `minicpmo quantize` (each frame reads every TTS weight once, as a decode step does).
+    var speechQuantization: WeightFormat? {
+        if let quantization { return quantization }
+        let stored = llm.layers.first?.linearWeights.first?.format
+        return stored?.isQuantized == true ? stored : nil
+    }
     /// The encoders' linear layers' format, decided at load (`encoderQuantization(for:)`).
     let encoderFormat: WeightFormat?
     let lock = NSLock()

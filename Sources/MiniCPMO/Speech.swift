@@ -138,7 +138,7 @@ extension MiniCPMOModel {
     /// The TTS, DVAE, Vocos and ChatTTS tokenizer, loaded on first use.
     public func speech() throws -> SpeechModel {
         try lazily(\.speechResult) {
-            try Self.loadSpeech(directory: directory, config: config, checkpoint: checkpoint, quantize: quantization)
+            try Self.loadSpeech(directory: directory, config: config, checkpoint: checkpoint, quantize: speechQuantization)
         }
     }
 
