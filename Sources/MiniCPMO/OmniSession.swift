@@ -190,10 +190,23 @@ public final class OmniSession: @unchecked Sendable {
         }
         let ttsEOS = tokenizer.id(of: "<|tts_eos|>")!
         var spoken = "", speaking = true, count = 0
+        // what each 3-token call wrote goes to the speech normalized, as the reference's streaming speech reads it
+        var read = SpokenText(), fed = 0, segments = 1
+        func speak() {
+            guard let streamer else { return }
+            let call = String(spoken.dropFirst(fed))
+            fed = spoken.count
+            read.append(call)
+            streamer.update(text: read.text, written: call)
+            if streamer.segments != segments {
+                segments = streamer.segments
+                read.startSegment(opening: streamer.primeText)
+            }
+        }
         let fedBefore = language.cache.length
         let result = try generator.decode(from: pre.logits, session: language, options: options, onToken: { [stopFlag] token in
             // the text of every call of 3 tokens before this one is in
-            if count > 0, count % Self.tokensPerSpeechUpdate == 0 { streamer?.update(text: spoken) }
+            if count > 0, count % Self.tokensPerSpeechUpdate == 0 { speak() }
             if firstToken == nil { firstToken = Date().timeIntervalSince(t0) }
             count += 1
             if token == ttsEOS { speaking = false }
@@ -208,7 +221,7 @@ public final class OmniSession: @unchecked Sendable {
         unfed = Array(result.tokenIds.dropFirst(language.cache.length - fedBefore))
         answerCompleted = !stopFlag.isCancelled
         if let streamer, answerCompleted {
-            streamer.update(text: spoken)
+            speak()
             streamer.finish()
         }
         let interrupted = stopFlag.isCancelled

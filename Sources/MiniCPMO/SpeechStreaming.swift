@@ -51,7 +51,8 @@ public final class SpeechStreamer: @unchecked Sendable {
     var emitted = 0
     var textIDs: [Int] = []
     var finishedCodes: [[Int]] = []
-    var primeText = ""       // the text that opens this segment (previous tokens + what followed the cut)
+    /// The text that opens this segment (the previous one's last tokens + what followed the cut).
+    public private(set) var primeText = ""
     var consumed = 0         // characters of the answer before this segment's own text
     var seen = 0             // characters of the answer seen so far
     var latest = ""          // the answer's text as last given
@@ -79,10 +80,12 @@ public final class SpeechStreamer: @unchecked Sendable {
     public var codes: [[Int]] { finishedCodes + ctx.frames.dropFirst(carried) }
 
     /// The answer's text so far (the whole of it; re-tokenized each time as the reference does).
-    public func update(text: String) {
+    /// `written`: the newest part as the language model wrote it, where the text is normalized
+    /// (`SpokenText`): the reference looks for a sentence end in that.
+    public func update(text: String, written: String? = nil) {
         guard !finished else { return }
         latest = text
-        let newest = String(text.dropFirst(seen))
+        let newest = written ?? String(text.dropFirst(seen))
         seen = text.count
         var segment = primeText + String(text.dropFirst(consumed))
         textIDs = Array(speech.tokenizer.encode(segment).prefix(speech.tts.config.streamingTextReservedLength))

@@ -16,8 +16,11 @@ import TestSupport
     }
     struct Call: Decodable { var system: String; var ref_audio_samples: Int?; var system_ids: [Int]; var turns: [Turn]; var cache_ids: [Int] }
 
-    static let fixture: [String: Call] = try! JSONDecoder().decode(
-        [String: Call].self, from: Data(contentsOf: fixturesDirectory.appendingPathComponent("reference/live-tiny-minicpmo.json")))
+    struct Normalization: Decodable { var chunks: [String]; var texts: [String] }
+    struct Fixture: Decodable { var call: Call; var long: Call; var normalization: [Normalization] }
+    static let file = try! JSONDecoder().decode(
+        Fixture.self, from: Data(contentsOf: fixturesDirectory.appendingPathComponent("reference/live-tiny-minicpmo.json")))
+    static let fixture: [String: Call] = ["call": file.call, "long": file.long]
     static let tensors = try! SafetensorsFile(path: fixturesDirectory.appendingPathComponent("reference/live-tiny-minicpmo.safetensors").path)
     static let speech = try! WAVDecoder().load16k(contentsOf: fixturesDirectory.appendingPathComponent("audio/speech-16k-s16.wav"))
 
@@ -105,6 +108,23 @@ import TestSupport
         let next = try session.listen(.init(audio: Array(Self.speech.prefix(16000))))
         let tok = try model.tokenizer()
         #expect(tok.decode(Array(next.tokens.prefix(6))).hasPrefix("<|im_end|>\n<|im_start|>user\n") || tok.decode(Array(next.tokens.prefix(8))).hasPrefix("<|tts_eos|><|im_end|>\n<|im_start|>user\n"))
+    }
+
+    @Test func spokenTextIsNormalizedAsTheReferenceStreamsIt() {
+        #expect(Self.file.normalization.count >= 5)
+        for c in Self.file.normalization {
+            var read = SpokenText()
+            for (chunk, expected) in zip(c.chunks, c.texts) {
+                read.append(chunk)
+                #expect(read.text == expected, "after \(chunk.debugDescription)")
+            }
+        }
+        // a new segment detects its language again, over its opening text and its next two calls
+        var read = SpokenText()
+        for chunk in ["Say", " 1", " then 2"] { read.append(chunk) }
+        read.startSegment(opening: "然后是")
+        read.append("3")
+        #expect(read.text == "Say one then two三")
     }
 
     @Test func badUnitsAreRefused() throws {

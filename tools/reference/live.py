@@ -14,7 +14,9 @@ A call is a sequence of prefills into one LLM KV cache:
 - an answer starts with `<|im_end|>\\n<|im_start|>assistant\\n<|spk_bos|><|spk|><|spk_eos|><|tts_bos|>`; the speaker
   vector is the final-norm hidden state at `<|spk|>`; the LLM writes greedily, 3 tokens per call; every token it
   wrote stays in the cache (an interrupted answer keeps what it said);
-- the spoken text is re-tokenized after every 3-token call; each time it holds 10·(c+1) ChatTTS tokens, condition
+- the spoken text is normalized as streaming_generate does (the first call's text as it is; each later call's with
+  its digits spelled one by one, in the language detected at the 2nd and 3rd call, and '*' removed) and
+  re-tokenized after every 3-token call; each time it holds 10·(c+1) ChatTTS tokens, condition
   chunk c is prefilled and 25 frames generated (greedy codes); at the end the rest and [Etts] go in and frames run
   to EOS.
 
@@ -22,6 +24,7 @@ A call is a sequence of prefills into one LLM KV cache:
 """
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -246,7 +249,7 @@ class Call:
                 break
         if interrupt_after is None:
             self.llm_generate_completed = True
-        codes = stream_speech(self.tts, self.ctok, speaker_hidden, texts) if speak else None
+        codes = stream_speech(self.tts, self.ctok, speaker_hidden, normalized_texts(chunks_of(texts))) if speak else None
         return {"prompt_start": start, "generated_ids": gen, "stopped": stopped, "texts": texts,
                 "codes": codes, "speaker_hidden": speaker_hidden}
 
@@ -256,6 +259,61 @@ def spoken_text(tok, gen):
     eos = tok.token_to_id("<|tts_eos|>")
     ids = gen[:gen.index(eos)] if eos in gen else gen
     return tok.decode(ids, skip_special_tokens=False).rstrip("\ufffd")
+
+
+DIGITS_ZH = "零一二三四五六七八九"
+DIGITS_EN = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def detect_language(text):
+    """NumberToTextConverter.detect_language: Chinese unless there are more ASCII letters than CJK ideographs."""
+    zh = len(re.findall(r"[\u4e00-\u9fff]", text))
+    en = len(re.findall(r"[a-zA-Z]", text))
+    return "chinese" if zh >= en else "english"
+
+
+def spell_digits(text, language):
+    """NumberToTextConverter.replace_numbers_with_text: every run of \\d+ spelled digit by digit (ASCII digits only;
+    other decimal digits vanish), Chinese run together, English joined by spaces; each run's first occurrence."""
+    for num in re.findall(r"\d+", text):
+        ascii_digits = [int(c) for c in num if c in "0123456789"]
+        if language == "chinese":
+            rep = "".join(DIGITS_ZH[d] for d in ascii_digits)
+        else:
+            rep = " ".join(DIGITS_EN[d] for d in ascii_digits)
+        text = text.replace(num, rep, 1)
+    return text
+
+
+def normalized_texts(chunks):
+    """_generate_mel_spec_audio_streaming's text (one segment): the first LLM call's text as it is; each later call's
+    text with its digits spelled and '*' removed, in the language detected over the raw text at the 2nd and 3rd call.
+    Returns the TTS text after each call."""
+    if not chunks:
+        return []
+    text = raw = chunks[0]
+    out, lang = [text], None
+    for t, txt in enumerate(chunks[1:], start=1):
+        raw += txt
+        if t <= 2:
+            lang = detect_language(raw)
+        text += spell_digits(txt, lang).replace("*", "")
+        out.append(text)
+    return out
+
+
+def chunks_of(texts):
+    """The text each LLM call added, from the cumulative texts."""
+    return [t[len(texts[i - 1]):] if i else t for i, t in enumerate(texts)]
+
+
+NORMALIZATION_CASES = [
+    ["Hello", " there, call 555", "-0123 at 9", "*pm* or 10", " am."],
+    ["你好", "，我有2", "个苹果和13个**梨**", "，共15个。"],
+    ["Room", " 4", "2", "b, ", "floor ３2"],
+    ["12", "34", " and 5"],
+    ["价格", "是 3", " dollars and 5 cents 6", "7"],
+]
 
 
 def set_text(ctx, ids, complete, specials):
@@ -357,6 +415,7 @@ def write_live_reference(json_path, st_path, llm, apm, projector, vision, tokeni
     assert offsets[28] == 1400 and offsets[29] == 0 and offsets[30] == 50, offsets
     turn1 = calls["call"]["turns"][0]
     assert len(set(turn1["generated_ids"])) > 1 and turn1["codes"], "degenerate first answer"
+    calls["normalization"] = [{"chunks": c, "texts": normalized_texts(c)} for c in NORMALIZATION_CASES]
     json_path.write_text(json.dumps(calls, indent=1, ensure_ascii=False) + "\n")
     save_file(tensors, str(st_path), metadata={"format": "pt"})
     return calls
@@ -380,6 +439,8 @@ def main():
                                  llm, apm, projector, vision, gen.load_minicpmo_tokenizer(), tts, ctok,
                                  aud.load_wav(gen.SPEECH))
     for name, c in calls.items():
+        if name == "normalization":
+            continue
         print(name, [(len(t["units"]), t["generated_ids"][:6], len(t["codes"] or [])) for t in c["turns"]])
 
 
