@@ -9,7 +9,7 @@ import Runtime
 /// `/v1/live`: a voice (and video) call over a WebSocket, with OpenAI Realtime's event names where they fit.
 ///
 /// Client → server (JSON text frames):
-/// - `session.update` `{session: {instructions, voice (base64 WAV), modalities ["text","audio"], temperature,
+/// - `session.update` `{session: {instructions, voice (a base64 WAV, or the id of a voice from `POST /v1/voices`), modalities ["text","audio"], temperature,
 ///   max_response_output_tokens, turn_detection: {silence_duration_ms}, input_sample_rate (16000 or 24000),
 ///   hd_video}}`, before the first audio;
 /// - `input_audio_buffer.append` `{audio: base64 little-endian PCM16 mono}`;
@@ -50,7 +50,7 @@ extension MiniCPMOServer {
         }
         let engine = scheduler.engine
         let id = "live_" + randomID(16)
-        let call = LiveConnection(id: id, engine: engine, executor: SchedulerExecutor(scheduler), sink: sink)
+        let call = LiveConnection(id: id, engine: engine, executor: SchedulerExecutor(scheduler), voices: voices, sink: sink)
         sink.yield(LiveWire.object(["type": "session.created", "session": call.description]))
         do {
             for try await message in inbound.messages(maxSize: configuration.maxBodyBytes) {
@@ -74,6 +74,7 @@ final class LiveConnection: @unchecked Sendable {
     let id: String
     let engine: Engine
     let executor: SchedulerExecutor
+    let voices: VoiceStore
     let sink: AsyncStream<String>.Continuation
     private let lock = NSLock()
     private var call: LiveCall?
@@ -85,10 +86,11 @@ final class LiveConnection: @unchecked Sendable {
     private var responseID = ""
     private var speaking = true
 
-    init(id: String, engine: Engine, executor: SchedulerExecutor, sink: AsyncStream<String>.Continuation) {
+    init(id: String, engine: Engine, executor: SchedulerExecutor, voices: VoiceStore, sink: AsyncStream<String>.Continuation) {
         self.id = id
         self.engine = engine
         self.executor = executor
+        self.voices = voices
         self.sink = sink
     }
 
@@ -158,8 +160,17 @@ final class LiveConnection: @unchecked Sendable {
             }
             if let h = s["hd_video"] as? Bool { hd = h }
             if let v = s["voice"] as? String {
-                guard let data = Data(base64Encoded: v) else { throw LiveWire.Problem("voice must be a base64 WAV file") }
-                voice = try WAVDecoder().load16k(data)
+                if let registered = voices.get(v) {
+                    guard let samples = registered.samples else {
+                        throw LiveWire.Problem("voice \(v) is longer than a live call's voice may be (30 s)")
+                    }
+                    voice = samples
+                } else if v.hasPrefix("voice-") {
+                    throw LiveWire.Problem("no voice \(v): register one with POST /v1/voices")
+                } else {
+                    guard let data = Data(base64Encoded: v) else { throw LiveWire.Problem("voice must be a base64 WAV file or a voice id") }
+                    voice = try WAVDecoder().load16k(data)
+                }
             }
         }
         sink.yield(LiveWire.object(["type": "session.updated", "session": description]))

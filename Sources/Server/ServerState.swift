@@ -31,14 +31,18 @@ final class VoiceStore: @unchecked Sendable {
         var id: String
         var clip: EncodedAudio
         var created: Int
+        /// The recording at 16 kHz, for live calls (which encode their voice with the streaming encoder);
+        /// nil when it is longer than a live call's voice may be.
+        var samples: [Float]?
     }
     private let lock = NSLock()
     private var voices: [String: Voice] = [:]
     private var order: [String] = []
     let capacity = 64
 
-    func add(_ clip: EncodedAudio) -> Voice {
-        let v = Voice(id: "voice-" + randomID(12), clip: clip, created: Int(Date().timeIntervalSince1970))
+    func add(_ clip: EncodedAudio, samples: [Float]?) -> Voice {
+        let v = Voice(id: "voice-" + randomID(12), clip: clip, created: Int(Date().timeIntervalSince1970),
+                      samples: samples.flatMap { $0.count <= OmniSession.maxUnitSamples ? $0 : nil })
         lock.withLock {
             voices[v.id] = v
             order.append(v.id)

@@ -145,6 +145,37 @@ import WSClient
         #expect(errors.allSatisfy { (($0["error"] as? [String: Any])?["message"] as? String)?.isEmpty == false })
     }
 
+    @Test func aRegisteredVoiceIsClonedByItsID() async throws {
+        let s = try await TestServer.start()
+        defer { Task { await s.stop() } }
+        let wav = try Data(contentsOf: fixturesDirectory.appendingPathComponent("audio/speech-16k-s16.wav"))
+        let added = try await s.send(.POST, "/v1/voices", body: wav, headers: [("Content-Type", "audio/wav")])
+        let id = try #require(try added.json()["id"] as? String)
+        let speech = Self.appends(Array(Self.speech.prefix(24000)), silence: 0.6)
+        func transcript(voice: String?) async throws -> (String?, [String]) {
+            var session: [String: Any] = ["temperature": 0, "max_response_output_tokens": 8, "modalities": ["text"],
+                                          "turn_detection": ["silence_duration_ms": 400]]
+            session["voice"] = voice
+            let update = Self.json(["type": "session.update", "session": session])
+            let events = Self.parse(try await withTimeout(seconds: 120) {
+                try await Self.call(port: s.port, open: [update] + speech) { event, _ in
+                    ["response.done", "error"].contains(event["type"] as? String)
+                }
+            })
+            let done = events.first { $0["type"] as? String == "response.done" }?["response"] as? [String: Any]
+            let content = ((done?["output"] as? [[String: Any]])?.first?["content"] as? [[String: Any]])?.first
+            return (content?["text"] as? String ?? content?["transcript"] as? String, Self.types(events))
+        }
+        let (byID, _) = try await transcript(voice: id)
+        let (byWAV, _) = try await transcript(voice: wav.base64EncodedString())
+        #expect(byID != nil && byID == byWAV)
+        // the cloned voice's prompt changes the answer: the id was not ignored
+        let (plain, _) = try await transcript(voice: nil)
+        #expect(plain != nil && plain != byID)
+        let (_, unknown) = try await transcript(voice: "voice-nosuchvoice")
+        #expect(unknown.contains("error") && !unknown.contains("session.updated"))
+    }
+
     @Test func theKeyIsRequiredWhenSet() async throws {
         let s = try await TestServer.start { $0.apiKey = "sekret" }
         defer { Task { await s.stop() } }
