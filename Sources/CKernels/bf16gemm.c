@@ -27,6 +27,81 @@ void ck_bf16_pack32(const uint16_t *w, int rows, int k, uint16_t *out) {
             }
 }
 
+// A few tokens (decode batches, short prompts): packing 32 rows costs more than the product when each
+// packed row serves only a handful of tokens, so the rows are read as stored. Two rows at a time, each
+// 32-value slice of a row meets the same slice of every token of a tile of up to eight (16 accumulators,
+// one horizontal sum each at the end); the tail past the last whole slice goes in masked.
+#define SKINNY_TILE 8
+BF16DOT static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+#define DEFINE_SKINNY(NT)                                                                                    \
+    BF16DOT static void skinny_##NT(const uint16_t *x, int ldx, const uint16_t *w, int k, float *y, int ldy) {  \
+        __m512 a0[NT], a1[NT];                                                                                \
+        for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();                                    \
+        const uint16_t *w0 = w, *w1 = w + k;                                                                  \
+        int i = 0;                                                                                            \
+        for (; i + 32 <= k; i += 32) {                                                                        \
+            __m512bh r0 = (__m512bh)_mm512_loadu_si512(w0 + i), r1 = (__m512bh)_mm512_loadu_si512(w1 + i);     \
+            for (int t = 0; t < NT; t++) {                                                                    \
+                __m512bh xv = (__m512bh)_mm512_loadu_si512(x + (long)t * ldx + i);                            \
+                a0[t] = _mm512_dpbf16_ps(a0[t], r0, xv);                                                      \
+                a1[t] = _mm512_dpbf16_ps(a1[t], r1, xv);                                                      \
+            }                                                                                                 \
+        }                                                                                                     \
+        if (i < k) {                                                                                          \
+            __mmask32 m = (__mmask32)((1ULL << (k - i)) - 1);                                                 \
+            __m512bh r0 = (__m512bh)_mm512_maskz_loadu_epi16(m, w0 + i), r1 = (__m512bh)_mm512_maskz_loadu_epi16(m, w1 + i); \
+            for (int t = 0; t < NT; t++) {                                                                    \
+                __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x + (long)t * ldx + i);                   \
+                a0[t] = _mm512_dpbf16_ps(a0[t], r0, xv);                                                      \
+                a1[t] = _mm512_dpbf16_ps(a1[t], r1, xv);                                                      \
+            }                                                                                                 \
+        }                                                                                                     \
+        for (int t = 0; t < NT; t++) { y[(long)t * ldy] = hsum(a0[t]); y[(long)t * ldy + 1] = hsum(a1[t]); }  \
+    }
+DEFINE_SKINNY(1)
+DEFINE_SKINNY(2)
+DEFINE_SKINNY(3)
+DEFINE_SKINNY(4)
+DEFINE_SKINNY(5)
+DEFINE_SKINNY(6)
+DEFINE_SKINNY(7)
+DEFINE_SKINNY(8)
+
+BF16DOT void ck_bf16_gemm_rows(const uint16_t *x, int m, int ldx, const uint16_t *w, int k, int r0, int r1, float *y, int ldy) {
+    for (int r = r0; r + 1 < r1; r += 2) {
+        for (int t0 = 0; t0 < m; t0 += SKINNY_TILE) {
+            const uint16_t *xt = x + (long)t0 * ldx, *wr = w + (long)r * k;
+            float *yt = y + (long)t0 * ldy + r;
+            switch (m - t0 < SKINNY_TILE ? m - t0 : SKINNY_TILE) {
+            case 8: skinny_8(xt, ldx, wr, k, yt, ldy); break;
+            case 7: skinny_7(xt, ldx, wr, k, yt, ldy); break;
+            case 6: skinny_6(xt, ldx, wr, k, yt, ldy); break;
+            case 5: skinny_5(xt, ldx, wr, k, yt, ldy); break;
+            case 4: skinny_4(xt, ldx, wr, k, yt, ldy); break;
+            case 3: skinny_3(xt, ldx, wr, k, yt, ldy); break;
+            case 2: skinny_2(xt, ldx, wr, k, yt, ldy); break;
+            default: skinny_1(xt, ldx, wr, k, yt, ldy); break;
+            }
+        }
+    }
+    if ((r1 - r0) % 2) {  // an odd last row: the same sums, one row
+        const int r = r1 - 1;
+        for (int t = 0; t < m; t++) {
+            __m512 a = _mm512_setzero_ps();
+            int i = 0;
+            for (; i + 32 <= k; i += 32)
+                a = _mm512_dpbf16_ps(a, (__m512bh)_mm512_loadu_si512(w + (long)r * k + i), (__m512bh)_mm512_loadu_si512(x + (long)t * ldx + i));
+            if (i < k) {
+                __mmask32 mk = (__mmask32)((1ULL << (k - i)) - 1);
+                a = _mm512_dpbf16_ps(a, (__m512bh)_mm512_maskz_loadu_epi16(mk, w + (long)r * k + i),
+                                     (__m512bh)_mm512_maskz_loadu_epi16(mk, x + (long)t * ldx + i));
+            }
+            y[(long)t * ldy + r] = hsum(a);
+        }
+    }
+}
+
 #define DEFINE_PACKED(RM)                                                                                     \
     BF16DOT static void packed_##RM(const uint16_t *x, int pairs, int ldx, const uint16_t *wp, int ncols,      \
                                     float *c, int ldc) {                                                       \
@@ -72,6 +147,9 @@ BF16DOT void ck_bf16_gemm_packed(const uint16_t *x, int m, int ldx, const uint16
 }
 #else
 int ck_bf16_gemm_available(void) { return 0; }
+void ck_bf16_gemm_rows(const uint16_t *x, int m, int ldx, const uint16_t *w, int k, int r0, int r1, float *y, int ldy) {
+    (void)x; (void)m; (void)ldx; (void)w; (void)k; (void)r0; (void)r1; (void)y; (void)ldy;
+}
 void ck_bf16_pack32(const uint16_t *w, int rows, int k, uint16_t *out) { (void)w; (void)rows; (void)k; (void)out; }
 void ck_bf16_gemm_packed(const uint16_t *x, int m, int ldx, const uint16_t *wp, int k, int ncols, float *c, int ldc) {
     (void)x; (void)m; (void)ldx; (void)wp; (void)k; (void)ncols; (void)c; (void)ldc;

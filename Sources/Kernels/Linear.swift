@@ -149,6 +149,8 @@ import CKernels
 /// The bfloat16-dot-product prefill path (see `Linear.PrefillPrecision.bf16`).
 enum BF16Dot {
     static let available = ck_bf16_gemm_available() != 0
+    /// Up to this many tokens, bf16 rows are read as stored (ck_bf16_gemm_rows) instead of packed.
+    static let skinnyTokens = 32
 
     static func gemm(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
                      into y: UnsafeMutablePointer<Float>) {
@@ -159,6 +161,17 @@ enum BF16Dot {
         for t in 0..<tokens {
             for i in 0..<k { xb[t * kp + i] = floatToBF16(x[t * k + i]) }
             if kp > k { xb[t * kp + k] = 0 }
+        }
+        if w.format == .bf16 && tokens <= skinnyTokens {
+            // a few tokens: the rows as stored, two at a time against every token
+            let parts = splitRange(n, parts: min(n / 2, Threading.count * 8), align: 2)
+            parallelFor(parts.count) { p in
+                let r = parts[p]
+                ck_bf16_gemm_rows(xb, Int32(tokens), Int32(kp), w.data.assumingMemoryBound(to: UInt16.self), Int32(k),
+                                  Int32(r.lowerBound), Int32(r.upperBound), y, Int32(n))
+                Linear.addBias(bias, columns: r, tokens: tokens, stride: n, into: y)
+            }
+            return
         }
         // 32 weight rows at a time are packed by k-pairs once, then every block of tokens runs against
         // them (token blocks small enough that x and the packed rows stay in L2)

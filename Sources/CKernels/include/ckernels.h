@@ -108,6 +108,9 @@ void ck_bf16_pack32(const uint16_t *w, int rows, int k, uint16_t *out);
 /// c[t, j] = Σ_i x[t, i] · w[j, i] for t < m, j < ncols ≤ 32, with w packed by ck_bf16_pack32; x is
 /// bf16 with row stride ldx ≥ k (ldx even, zero padded past k when k is odd); c row stride ldc.
 void ck_bf16_gemm_packed(const uint16_t *x, int m, int ldx, const uint16_t *wp, int k, int ncols, float *c, int ldc);
+/// y[t·ldy + r] = Σ_i x[t, i] · w[r, i] for t < m and r0 ≤ r < r1, w bf16 [rows, k] as stored (row stride
+/// k), x bf16 with row stride ldx ≥ k: for a few tokens, where packing the rows would cost more than it saves.
+void ck_bf16_gemm_rows(const uint16_t *x, int m, int ldx, const uint16_t *w, int k, int r0, int r1, float *y, int ldy);
 
 #ifdef __cplusplus
 }
