@@ -28,36 +28,40 @@ void ck_bf16_pack32(const uint16_t *w, int rows, int k, uint16_t *out) {
 }
 
 // A few tokens (decode batches, short prompts): packing 32 rows costs more than the product when each
-// packed row serves only a handful of tokens, so the rows are read as stored. Two rows at a time, each
-// 32-value slice of a row meets the same slice of every token of a tile of up to eight (16 accumulators,
-// one horizontal sum each at the end); the tail past the last whole slice goes in masked.
+// packed row serves only a handful of tokens, so the rows are read as stored. Three rows at a time, each
+// 32-value slice of a row meets the same slice of every token of a tile of up to eight (24 accumulators,
+// one horizontal sum each at the end); the tail past the last whole slice goes in masked. The next
+// three rows are prefetched as these are read: three short streams alone do not keep the memory busy.
 #define SKINNY_TILE 8
+#define SKINNY_ROWS 3
 BF16DOT static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 #define DEFINE_SKINNY(NT)                                                                                    \
-    BF16DOT static void skinny_##NT(const uint16_t *x, int ldx, const uint16_t *w, int k, float *y, int ldy) {  \
-        __m512 a0[NT], a1[NT];                                                                                \
-        for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();                                    \
-        const uint16_t *w0 = w, *w1 = w + k;                                                                  \
+    BF16DOT static void skinny_##NT(const uint16_t *x, int ldx, const uint16_t *w, int k, int nr, float *y, int ldy) { \
+        __m512 a[SKINNY_ROWS][NT];                                                                            \
+        for (int r = 0; r < SKINNY_ROWS; r++) for (int t = 0; t < NT; t++) a[r][t] = _mm512_setzero_ps();   \
         int i = 0;                                                                                            \
         for (; i + 32 <= k; i += 32) {                                                                        \
-            __m512bh r0 = (__m512bh)_mm512_loadu_si512(w0 + i), r1 = (__m512bh)_mm512_loadu_si512(w1 + i);     \
+            __m512bh wr[SKINNY_ROWS];                                                                         \
+            for (int r = 0; r < SKINNY_ROWS; r++) {                                                           \
+                wr[r] = (__m512bh)_mm512_loadu_si512(w + (long)r * k + i);                                    \
+                _mm_prefetch((const char *)(w + (long)(r + SKINNY_ROWS) * k + i), _MM_HINT_T0);              \
+            }                                                                                                 \
             for (int t = 0; t < NT; t++) {                                                                    \
                 __m512bh xv = (__m512bh)_mm512_loadu_si512(x + (long)t * ldx + i);                            \
-                a0[t] = _mm512_dpbf16_ps(a0[t], r0, xv);                                                      \
-                a1[t] = _mm512_dpbf16_ps(a1[t], r1, xv);                                                      \
+                for (int r = 0; r < SKINNY_ROWS; r++) a[r][t] = _mm512_dpbf16_ps(a[r][t], wr[r], xv);         \
             }                                                                                                 \
         }                                                                                                     \
         if (i < k) {                                                                                          \
             __mmask32 m = (__mmask32)((1ULL << (k - i)) - 1);                                                 \
-            __m512bh r0 = (__m512bh)_mm512_maskz_loadu_epi16(m, w0 + i), r1 = (__m512bh)_mm512_maskz_loadu_epi16(m, w1 + i); \
+            __m512bh wr[SKINNY_ROWS];                                                                         \
+            for (int r = 0; r < SKINNY_ROWS; r++) wr[r] = (__m512bh)_mm512_maskz_loadu_epi16(m, w + (long)r * k + i); \
             for (int t = 0; t < NT; t++) {                                                                    \
                 __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x + (long)t * ldx + i);                   \
-                a0[t] = _mm512_dpbf16_ps(a0[t], r0, xv);                                                      \
-                a1[t] = _mm512_dpbf16_ps(a1[t], r1, xv);                                                      \
+                for (int r = 0; r < SKINNY_ROWS; r++) a[r][t] = _mm512_dpbf16_ps(a[r][t], wr[r], xv);         \
             }                                                                                                 \
         }                                                                                                     \
-        for (int t = 0; t < NT; t++) { y[(long)t * ldy] = hsum(a0[t]); y[(long)t * ldy + 1] = hsum(a1[t]); }  \
+        for (int t = 0; t < NT; t++) for (int r = 0; r < nr; r++) y[(long)t * ldy + r] = hsum(a[r][t]);       \
     }
 DEFINE_SKINNY(1)
 DEFINE_SKINNY(2)
@@ -69,24 +73,24 @@ DEFINE_SKINNY(7)
 DEFINE_SKINNY(8)
 
 BF16DOT void ck_bf16_gemm_rows(const uint16_t *x, int m, int ldx, const uint16_t *w, int k, int r0, int r1, float *y, int ldy) {
-    for (int r = r0; r + 1 < r1; r += 2) {
+    int r = r0;
+    for (; r + SKINNY_ROWS <= r1; r += SKINNY_ROWS) {
         for (int t0 = 0; t0 < m; t0 += SKINNY_TILE) {
             const uint16_t *xt = x + (long)t0 * ldx, *wr = w + (long)r * k;
             float *yt = y + (long)t0 * ldy + r;
             switch (m - t0 < SKINNY_TILE ? m - t0 : SKINNY_TILE) {
-            case 8: skinny_8(xt, ldx, wr, k, yt, ldy); break;
-            case 7: skinny_7(xt, ldx, wr, k, yt, ldy); break;
-            case 6: skinny_6(xt, ldx, wr, k, yt, ldy); break;
-            case 5: skinny_5(xt, ldx, wr, k, yt, ldy); break;
-            case 4: skinny_4(xt, ldx, wr, k, yt, ldy); break;
-            case 3: skinny_3(xt, ldx, wr, k, yt, ldy); break;
-            case 2: skinny_2(xt, ldx, wr, k, yt, ldy); break;
-            default: skinny_1(xt, ldx, wr, k, yt, ldy); break;
+            case 8: skinny_8(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
+            case 7: skinny_7(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
+            case 6: skinny_6(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
+            case 5: skinny_5(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
+            case 4: skinny_4(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
+            case 3: skinny_3(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
+            case 2: skinny_2(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
+            default: skinny_1(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
             }
         }
     }
-    if ((r1 - r0) % 2) {  // an odd last row: the same sums, one row
-        const int r = r1 - 1;
+    for (; r < r1; r++) {  // the last rows, one at a time
         for (int t = 0; t < m; t++) {
             __m512 a = _mm512_setzero_ps();
             int i = 0;
