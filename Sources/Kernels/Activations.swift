@@ -27,39 +27,33 @@ public enum Activation {
     /// Exact GELU: x/2 · (1 + erf(x/√2)) (PyTorch's default, Whisper's "gelu").
     public static func geluErf(_ x: UnsafeMutablePointer<Float>, count: Int) {
         let r = Float(1 / 2.0.squareRoot())
-        let ranges = splitRange(count, parts: count >= 1 << 15 ? Threading.count * 2 : 1, align: 8)
-        parallelFor(ranges.count) { p in
-            var i = ranges[p].lowerBound
-            let end = ranges[p].upperBound
-            while i + 8 <= end {
-                let v = load8(x + i)
-                store8(0.5 * v * (1 + erf8(v * r)), x + i)
-                i += 8
-            }
-            while i < end { let v = x[i]; x[i] = 0.5 * v * (1 + Foundation.erf(v * r)); i += 1 }
-        }
+        elementwise(x, count: count, { v in 0.5 * v * (1 + erf8(v * r)) }, { v in 0.5 * v * (1 + Foundation.erf(v * r)) })
     }
 
     /// Tanh GELU ("gelu_pytorch_tanh"): x/2 · (1 + tanh(√(2/π)·(x + 0.044715x³))), with
     /// tanh(u) = 1 − 2/(e^{2u} + 1) on eight lanes.
     public static func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
         let c = Float((2 / Double.pi).squareRoot())
+        elementwise(x, count: count, { v in
+            let u = c * (v + 0.044715 * v * v * v)
+            return 0.5 * v * (1 + (1 - 2 / (exp8(2 * u) + 1)))
+        }, { v in 0.5 * v * (1 + Foundation.tanh(c * (v + 0.044715 * v * v * v))) })
+    }
+
+    /// x[i] = f(x[i]) eight lanes at a time (`lanes`; `one` for the last few), split across threads
+    /// for large buffers.
+    @inline(__always)
+    static func elementwise(_ x: UnsafeMutablePointer<Float>, count: Int, _ lanes: (SIMD8<Float>) -> SIMD8<Float>,
+                            _ one: (Float) -> Float) {
         let ranges = splitRange(count, parts: count >= 1 << 15 ? Threading.count * 2 : 1, align: 8)
         parallelFor(ranges.count) { p in
             var i = ranges[p].lowerBound
             let end = ranges[p].upperBound
             while i + 8 <= end {
-                let v = load8(x + i)
-                let u = c * (v + 0.044715 * v * v * v)
-                let t = 1 - 2 / (exp8(2 * u) + 1)
-                store8(0.5 * v * (1 + t), x + i)
+                store8(lanes(load8(x + i)), x + i)
                 i += 8
             }
-            while i < end {
-                let v = x[i]
-                x[i] = 0.5 * v * (1 + Foundation.tanh(c * (v + 0.044715 * v * v * v)))
-                i += 1
-            }
+            while i < end { x[i] = one(x[i]); i += 1 }
         }
     }
 
