@@ -84,7 +84,8 @@ struct LiveCommand: ParsableCommand {
             voiceClip = try voice.map { try WAVDecoder().load16k(contentsOf: URL(fileURLWithPath: $0)) }
             try fm.createDirectory(at: outDir, withIntermediateDirectories: true)
         } catch { fail(error, code: 1) }
-        let loaded = model.load()
+        // each second must be heard within the second: int8 prefill unless told otherwise
+        let loaded = model.load(standard: .int8)
         let recorder = Recorder()
         let call: LiveCall
         do {

@@ -30,17 +30,18 @@ struct RuntimeOptions: ParsableArguments {
     @Option(name: .long, help: "Language-model weights: bf16 (as stored), q8 or q4 (quantized at load).")
     var quant: QuantChoice = .bf16
 
-    @Option(name: .long, help: "Prefill arithmetic: f32 (exact, default), bf16 (bfloat16 activations, AVX512_BF16 dot products, ~2x faster where available) or int8 (q8/q4 weights times int8-quantized activations with VNNI, as decode does; other weights as bf16).")
-    var prefillPrecision: Linear.PrefillPrecision = .f32
+    @Option(name: .long, help: "Prefill arithmetic: f32 (exact; the default, but for live), bf16 (bfloat16 activations, AVX512_BF16 dot products, ~2x faster where available) or int8 (q8/q4 weights times int8-quantized activations with VNNI, as decode does; other weights as bf16; live's default).")
+    var prefillPrecision: Linear.PrefillPrecision?
 
-    func apply() {
+    /// `standard`: the precision when none is given (a live call trades exactness for keeping up).
+    func apply(standard: Linear.PrefillPrecision = .f32) {
         if let threads { Threading.count = threads }
-        Linear.prefillPrecision = prefillPrecision
+        Linear.prefillPrecision = prefillPrecision ?? standard
     }
 
     /// Loads `directory`, or exits with a one-line error.
-    func load(_ directory: String, quiet: Bool = false) -> MiniCPMOModel {
-        apply()
+    func load(_ directory: String, quiet: Bool = false, standard: Linear.PrefillPrecision = .f32) -> MiniCPMOModel {
+        apply(standard: standard)
         do {
             return try MiniCPMOModel(directory: directory, quantize: quant.format, progress: { if !quiet { note($0) } })
         } catch {
@@ -61,7 +62,9 @@ struct ModelOptions: ParsableArguments {
     /// The folder --model names (a repo id resolved in the cache, fetched if allowed).
     var directory: String { modelDirectory(model, download: download) }
 
-    func load(quiet: Bool = false) -> MiniCPMOModel { runtime.load(directory, quiet: quiet) }
+    func load(quiet: Bool = false, standard: Linear.PrefillPrecision = .f32) -> MiniCPMOModel {
+        runtime.load(directory, quiet: quiet, standard: standard)
+    }
 }
 
 struct ProbeCommand: ParsableCommand {

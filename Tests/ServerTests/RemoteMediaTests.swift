@@ -34,7 +34,8 @@ import TestSupport
         let s = try await TestServer.start {
             $0.allowRemoteMedia = true
             $0.maxBodyBytes = 100_000
-            $0.remoteMediaTimeout = .seconds(1)
+            // long enough for the good fetches while the other suites load both cores, short of /slow's 60 s
+            $0.remoteMediaTimeout = .seconds(8)
         }
         defer { Task { await s.stop() } }
         func ask(_ path: String) async throws -> TestServer.Reply {
