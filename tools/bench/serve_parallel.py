@@ -43,6 +43,23 @@ def stream_gaps(port, body, out):
                 out.append(time.monotonic())
 
 
+def proc_status_bytes(pid, field):
+    """VmHWM / VmRSS of a process, in bytes."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def kv_bytes_in_use(port):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", "/metrics")
+    for line in c.getresponse().read().decode().splitlines():
+        if line.startswith("minicpmo_kv_bytes_in_use"):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -61,7 +78,10 @@ def main():
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         port = int(server.stdout.readline().rsplit(":", 1)[1])
+        ready_by = time.monotonic() + 300
         while True:
+            if server.poll() is not None or time.monotonic() > ready_by:
+                sys.exit("the server did not become ready (see `minicpmo serve` with the same flags)")
             try:
                 c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
                 c.request("GET", "/health")
@@ -81,12 +101,23 @@ def main():
         def run(i):
             results[i] = request(port, bodies[i])
         threads = [threading.Thread(target=run, args=(i,)) for i in range(len(bodies))]
+        # KV bytes in use while the clients run (the server's own gauge), for the peak-RSS comparison
+        kv_max, sampling = [0.0], [True]
+
+        def sample():
+            while sampling[0]:
+                kv_max[0] = max(kv_max[0], kv_bytes_in_use(port))
+                time.sleep(0.05)
+        sampler = threading.Thread(target=sample)
+        sampler.start()
         t0 = time.monotonic()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         together = time.monotonic() - t0
+        sampling[0] = False
+        sampler.join()
         same = sum(a == b for a, b in zip(alone, results))
         # a long prompt arriving mid-stream
         times = []
@@ -105,6 +136,12 @@ def main():
                    "concurrent_over_serial": round(together / serial, 3), "identical_answers": same,
                    "stream_median_gap_seconds": round(statistics.median(gaps), 3),
                    "stream_max_gap_while_long_prompt_seconds": round(max(during) if during else 0, 3)}
+        # peak RSS so far (the long prompt included) against the weights as stored plus the KV the clients used;
+        # meaningful for a copy written by `minicpmo quantize` (--quant bf16), which loads without re-quantizing
+        weights = sum(os.path.getsize(os.path.join(args.model, f)) for f in os.listdir(args.model) if f.endswith(".safetensors"))
+        peak = proc_status_bytes(server.pid, "VmHWM")
+        summary.update({"peak_rss_bytes": peak, "weights_file_bytes": weights, "kv_bytes_in_use_max_concurrent": int(kv_max[0]),
+                        "peak_rss_over_weights_plus_kv": round(peak / (weights + kv_max[0]), 3)})
         print(json.dumps(summary, indent=1))
         if args.json:
             json.dump(summary, open(args.json, "w"), indent=1)
