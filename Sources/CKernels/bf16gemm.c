@@ -34,18 +34,19 @@ void ck_bf16_pack32(const uint16_t *w, int rows, int k, uint16_t *out) {
 // three rows are prefetched as these are read: three short streams alone do not keep the memory busy.
 #define SKINNY_TILE 8
 #define SKINNY_ROWS 3
-BF16DOT static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
-
+// nr < SKINNY_ROWS (the last rows of a range) reads row nr − 1 again in the unused slots and writes nr.
 #define DEFINE_SKINNY(NT)                                                                                    \
     BF16DOT static void skinny_##NT(const uint16_t *x, int ldx, const uint16_t *w, int k, int nr, float *y, int ldy) { \
+        const uint16_t *row[SKINNY_ROWS];                                                                     \
+        for (int r = 0; r < SKINNY_ROWS; r++) row[r] = w + (long)(r < nr ? r : nr - 1) * k;                   \
         __m512 a[SKINNY_ROWS][NT];                                                                            \
         for (int r = 0; r < SKINNY_ROWS; r++) for (int t = 0; t < NT; t++) a[r][t] = _mm512_setzero_ps();   \
         int i = 0;                                                                                            \
         for (; i + 32 <= k; i += 32) {                                                                        \
             __m512bh wr[SKINNY_ROWS];                                                                         \
             for (int r = 0; r < SKINNY_ROWS; r++) {                                                           \
-                wr[r] = (__m512bh)_mm512_loadu_si512(w + (long)r * k + i);                                    \
-                _mm_prefetch((const char *)(w + (long)(r + SKINNY_ROWS) * k + i), _MM_HINT_T0);              \
+                wr[r] = (__m512bh)_mm512_loadu_si512(row[r] + i);                                             \
+                _mm_prefetch((const char *)(row[r] + (long)SKINNY_ROWS * k + i), _MM_HINT_T0);               \
             }                                                                                                 \
             for (int t = 0; t < NT; t++) {                                                                    \
                 __m512bh xv = (__m512bh)_mm512_loadu_si512(x + (long)t * ldx + i);                            \
@@ -55,13 +56,13 @@ BF16DOT static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
         if (i < k) {                                                                                          \
             __mmask32 m = (__mmask32)((1ULL << (k - i)) - 1);                                                 \
             __m512bh wr[SKINNY_ROWS];                                                                         \
-            for (int r = 0; r < SKINNY_ROWS; r++) wr[r] = (__m512bh)_mm512_maskz_loadu_epi16(m, w + (long)r * k + i); \
+            for (int r = 0; r < SKINNY_ROWS; r++) wr[r] = (__m512bh)_mm512_maskz_loadu_epi16(m, row[r] + i);  \
             for (int t = 0; t < NT; t++) {                                                                    \
                 __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x + (long)t * ldx + i);                   \
                 for (int r = 0; r < SKINNY_ROWS; r++) a[r][t] = _mm512_dpbf16_ps(a[r][t], wr[r], xv);         \
             }                                                                                                 \
         }                                                                                                     \
-        for (int t = 0; t < NT; t++) for (int r = 0; r < nr; r++) y[(long)t * ldy + r] = hsum(a[r][t]);       \
+        for (int t = 0; t < NT; t++) for (int r = 0; r < nr; r++) y[(long)t * ldy + r] = _mm512_reduce_add_ps(a[r][t]); \
     }
 DEFINE_SKINNY(1)
 DEFINE_SKINNY(2)
@@ -73,35 +74,21 @@ DEFINE_SKINNY(7)
 DEFINE_SKINNY(8)
 
 BF16DOT void ck_bf16_gemm_rows(const uint16_t *x, int m, int ldx, const uint16_t *w, int k, int r0, int r1, float *y, int ldy) {
-    int r = r0;
-    for (; r + SKINNY_ROWS <= r1; r += SKINNY_ROWS) {
+    for (int r = r0; r < r1; r += SKINNY_ROWS) {
+        const int nr = r1 - r < SKINNY_ROWS ? r1 - r : SKINNY_ROWS;
         for (int t0 = 0; t0 < m; t0 += SKINNY_TILE) {
             const uint16_t *xt = x + (long)t0 * ldx, *wr = w + (long)r * k;
             float *yt = y + (long)t0 * ldy + r;
             switch (m - t0 < SKINNY_TILE ? m - t0 : SKINNY_TILE) {
-            case 8: skinny_8(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
-            case 7: skinny_7(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
-            case 6: skinny_6(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
-            case 5: skinny_5(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
-            case 4: skinny_4(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
-            case 3: skinny_3(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
-            case 2: skinny_2(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
-            default: skinny_1(xt, ldx, wr, k, SKINNY_ROWS, yt, ldy); break;
+            case 8: skinny_8(xt, ldx, wr, k, nr, yt, ldy); break;
+            case 7: skinny_7(xt, ldx, wr, k, nr, yt, ldy); break;
+            case 6: skinny_6(xt, ldx, wr, k, nr, yt, ldy); break;
+            case 5: skinny_5(xt, ldx, wr, k, nr, yt, ldy); break;
+            case 4: skinny_4(xt, ldx, wr, k, nr, yt, ldy); break;
+            case 3: skinny_3(xt, ldx, wr, k, nr, yt, ldy); break;
+            case 2: skinny_2(xt, ldx, wr, k, nr, yt, ldy); break;
+            default: skinny_1(xt, ldx, wr, k, nr, yt, ldy); break;
             }
-        }
-    }
-    for (; r < r1; r++) {  // the last rows, one at a time
-        for (int t = 0; t < m; t++) {
-            __m512 a = _mm512_setzero_ps();
-            int i = 0;
-            for (; i + 32 <= k; i += 32)
-                a = _mm512_dpbf16_ps(a, (__m512bh)_mm512_loadu_si512(w + (long)r * k + i), (__m512bh)_mm512_loadu_si512(x + (long)t * ldx + i));
-            if (i < k) {
-                __mmask32 mk = (__mmask32)((1ULL << (k - i)) - 1);
-                a = _mm512_dpbf16_ps(a, (__m512bh)_mm512_maskz_loadu_epi16(mk, w + (long)r * k + i),
-                                     (__m512bh)_mm512_maskz_loadu_epi16(mk, x + (long)t * ldx + i));
-            }
-            y[(long)t * ldy + r] = hsum(a);
         }
     }
 }

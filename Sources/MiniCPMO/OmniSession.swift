@@ -190,18 +190,11 @@ public final class OmniSession: @unchecked Sendable {
         }
         let ttsEOS = tokenizer.id(of: "<|tts_eos|>")!
         var spoken = "", speaking = true, count = 0
-        // what each 3-token call wrote goes to the speech normalized, as the reference's streaming speech reads it
-        var read = SpokenText(), fed = 0, segments = 1
+        // the speech reads what each 3-token call wrote, as the reference's streaming speech does
+        var fed = 0
         func speak() {
-            guard let streamer else { return }
-            let call = String(spoken.dropFirst(fed))
+            streamer?.append(call: String(spoken.dropFirst(fed)))
             fed = spoken.count
-            read.append(call)
-            streamer.update(text: read.text, written: call)
-            if streamer.segments != segments {
-                segments = streamer.segments
-                read.startSegment(opening: streamer.primeText)
-            }
         }
         let fedBefore = language.cache.length
         let result = try generator.decode(from: pre.logits, session: language, options: options, onToken: { [stopFlag] token in

@@ -51,8 +51,8 @@ public final class SpeechStreamer: @unchecked Sendable {
     var emitted = 0
     var textIDs: [Int] = []
     var finishedCodes: [[Int]] = []
-    /// The text that opens this segment (the previous one's last tokens + what followed the cut).
-    public private(set) var primeText = ""
+    var primeText = ""       // the text that opens this segment (previous tokens + what followed the cut)
+    var read = SpokenText()  // the answer as `append(call:)` feeds it, normalized
     var consumed = 0         // characters of the answer before this segment's own text
     var seen = 0             // characters of the answer seen so far
     var latest = ""          // the answer's text as last given
@@ -79,9 +79,16 @@ public final class SpeechStreamer: @unchecked Sendable {
     /// Every frame spoken so far, across segments.
     public var codes: [[Int]] { finishedCodes + ctx.frames.dropFirst(carried) }
 
+    /// One call's text of the language model (3 tokens), read as the reference's streaming speech reads
+    /// it (`SpokenText`: digits spelled, `*` dropped); the chat path gives the whole text to `update`.
+    public func append(call: String) {
+        read.append(call)
+        update(text: read.text, written: call)
+    }
+
     /// The answer's text so far (the whole of it; re-tokenized each time as the reference does).
-    /// `written`: the newest part as the language model wrote it, where the text is normalized
-    /// (`SpokenText`): the reference looks for a sentence end in that.
+    /// `written`: the newest part as the language model wrote it, where the text is normalized: the
+    /// reference looks for a sentence end in that.
     public func update(text: String, written: String? = nil) {
         guard !finished else { return }
         latest = text
@@ -164,6 +171,7 @@ public final class SpeechStreamer: @unchecked Sendable {
         rendered = frames.count
         chunk = primeIDs.count / tts.config.streamingTextChunkSize
         primeText = speech.tokenizer.decode(primeIDs) + leftover
+        read.startSegment(opening: primeText)
         textIDs = primeIDs
         segments += 1
     }

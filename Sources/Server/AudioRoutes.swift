@@ -140,7 +140,10 @@ extension MiniCPMOServer {
         guard let format = try? WAVDecoder().inspect(data) else { throw APIError.invalid("the recording is not a WAV file", param: "file", code: "invalid_media") }
         guard format.duration <= 60 else { throw APIError.invalid("a voice recording may be at most 60 s long", param: "file") }
         let clip = try await scheduler.perform { engine in try engine.encodeAudio(data) }
-        let v = voices.add(clip, samples: try? WAVDecoder().load16k(data))
+        // live calls encode their voice themselves, from the samples (up to a unit's length)
+        let live = format.duration <= Double(OmniSession.maxUnitSamples) / 16000
+            ? (try? WAVDecoder().load16k(data)).flatMap { $0.count <= OmniSession.maxUnitSamples ? $0 : nil } : nil
+        let v = voices.add(clip, samples: live)
         metrics.request(endpoint: "voices", status: 201)
         return jsonResponse(VoiceInfo(id: v.id, created: v.created, seconds: clip.seconds), status: .created)
     }

@@ -41,8 +41,7 @@ final class VoiceStore: @unchecked Sendable {
     let capacity = 64
 
     func add(_ clip: EncodedAudio, samples: [Float]?) -> Voice {
-        let v = Voice(id: "voice-" + randomID(12), clip: clip, created: Int(Date().timeIntervalSince1970),
-                      samples: samples.flatMap { $0.count <= OmniSession.maxUnitSamples ? $0 : nil })
+        let v = Voice(id: "voice-" + randomID(12), clip: clip, created: Int(Date().timeIntervalSince1970), samples: samples)
         lock.withLock {
             voices[v.id] = v
             order.append(v.id)
