@@ -74,12 +74,7 @@ public enum EncoderBenchmark {
 
     /// 30 s of audio (a deterministic chirp with noise): log-mel, then encoder + projector + pooling.
     public static func audio30s(_ m: AudioModel, repeats: Int) -> [EncoderTiming] {
-        var rng = Xoshiro256(seed: 5)
-        let n = WhisperFeatures.pieceSamples
-        let wave = (0..<n).map { i -> Float in
-            let t = Float(i) / 16000
-            return 0.3 * Foundation.sin(2 * .pi * (200 + 40 * t) * t) + 0.05 * (Float(rng.next() % 2001) / 1000 - 1)
-        }
+        let wave = Benchmark.chirp(seconds: WhisperFeatures.pieceSamples / 16000)
         var mel: (values: [Float], frames: Int) = ([], 0)
         let melSamples = time(repeats: repeats) { mel = WhisperFeatures.logMel(samples16k: wave) }
         let modelSamples = time(repeats: repeats) {

@@ -33,12 +33,18 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Decode N independent streams together, in batched steps (each weight read once per step for all), and report the aggregate decode rate.")
     var parallel: Int?
 
+    @Flag(name: .long, help: "Time to first token for a 1344x1008 photo + a question, 30 s of audio + a question and --prompt-tokens text tokens, each split into encode / prefill / first decode step.")
+    var ttft = false
+
     @Flag(name: .long, help: "Print one JSON object.")
     var json = false
 
     func validate() throws {
         if model == nil && !kernels && !bandwidth { throw ValidationError("--model is required (or --kernels, or --bandwidth alone)") }
         if promptTokens < 1 || genTokens < 0 || repeats < 1 { throw ValidationError("need --prompt-tokens ≥ 1, --gen-tokens ≥ 0, --repeats ≥ 1") }
+        if ttft && (model == nil || kernels || encoders || parallel != nil || bandwidth) {
+            throw ValidationError("--ttft needs --model (and no --kernels, --encoders, --parallel or --bandwidth)")
+        }
         if let parallel {
             if parallel < 1 || parallel > 256 { throw ValidationError("--parallel must be between 1 and 256") }
             if model == nil || kernels || encoders { throw ValidationError("--parallel needs --model (and no --kernels or --encoders)") }
@@ -82,6 +88,26 @@ struct BenchCommand: ParsableCommand {
             return
         }
         let loaded = runtime.load(modelDirectory(model!))
+        if ttft {
+            do {
+                let r = try Benchmark.ttft(loaded, repeats: repeats, textTokens: promptTokens, progress: note)
+                if json {
+                    writeOut(String(decoding: try jsonEncoder().encode(r), as: UTF8.self) + "\n")
+                } else {
+                    writeOut(String(format: "model        %@ (%@ weights, %@ activations in prefill, %d threads, median of %d)\n",
+                                    r.model, r.weights, r.prefillPrecision, r.threads, r.repeats))
+                    for c in r.cases {
+                        writeOut(String(format: "%@ %.3f s to the first token = encode %.3f + prefill %.3f (%d tokens); first decode step %.3f s (%@)\n",
+                                        c.name.padding(toLength: 6, withPad: " ", startingAt: 0), c.timeToFirstTokenSeconds, c.encodeSeconds,
+                                        c.prefillSeconds, c.promptTokens, c.firstDecodeStepSeconds, c.input))
+                    }
+                    writeOut(String(format: "peak RSS     %.3f GB\n", Double(r.peakRSSBytes) / 1e9))
+                }
+            } catch {
+                fail(error, code: 1)
+            }
+            return
+        }
         if let parallel {
             do {
                 let r = try Benchmark.parallel(loaded, streams: parallel, promptTokens: promptTokens, genTokens: genTokens,

@@ -92,6 +92,18 @@ func copyModel(_ name: String, tag: String, tokenizer: Bool = true) throws -> St
         #expect(try run(["bench", "--model", dir, "--parallel", "0"]).status != 0)
     }
 
+    @Test func benchTTFTNeedsAModelAndReportsEachCase() throws {
+        let dir = fixtures.appendingPathComponent("models/tiny-qwen2").path
+        let r = try run(["bench", "--model", dir, "--ttft", "--prompt-tokens", "6", "--repeats", "1", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let cases = try #require(j["cases"] as? [[String: Any]])
+        #expect(cases.map { $0["name"] as? String } == ["text"])
+        #expect(cases.first?["prompt_tokens"] as? Int == 6)
+        #expect(try run(["bench", "--ttft"]).status != 0)
+        #expect(try run(["bench", "--model", dir, "--ttft", "--parallel", "2"]).status != 0)
+    }
+
     @Test func tokenizeMatchesReferencePromptIds() throws {
         let c = try cases("tiny-minicpmo")[1]
         let text = "<|im_start|>system\n\(c.system!)<|im_end|>\n<|im_start|>user\n\(c.prompt)<|im_end|>\n<|im_start|>assistant\n"
