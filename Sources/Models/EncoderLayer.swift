@@ -23,7 +23,8 @@ public struct EncoderLayer: @unchecked Sendable {
 
     let norm1, norm2: (weight: [Float], bias: [Float])
     var q, k, v, out, fc1, fc2: WeightMatrix
-    let qBias, vBias, outBias, fc1Bias, fc2Bias: [Float]
+    let qBias, vBias, outBias, fc2Bias: [Float]
+    var fc1Bias: [Float]
     let kBias: [Float]?
     let heads: Int
     let eps: Float
@@ -58,6 +59,34 @@ public struct EncoderLayer: @unchecked Sendable {
     func mapWeights(_ f: (WeightMatrix) -> WeightMatrix) -> EncoderLayer {
         var l = self
         l.q = f(q); l.k = f(k); l.v = f(v); l.out = f(out); l.fc1 = f(fc1); l.fc2 = f(fc2)
+        return l
+    }
+
+    /// The weights as the int8 GEMM takes them: block-quantized at load, the MLP's inner width first
+    /// padded with zeros to whole blocks (SigLIP's 4304 → 4320: fc1 gains zero rows with zero bias, whose
+    /// GELU is 0, and fc2 zero columns), which leaves the output as it was while fc2 runs in int8 too.
+    func quantized(_ format: WeightFormat) -> EncoderLayer {
+        var l = paddingInner(to: quantBlock)
+        l = l.mapWeights { $0.forDecode(quantizing: format) }
+        return l
+    }
+
+    func paddingInner(to multiple: Int) -> EncoderLayer {
+        let f = fc1.rows, c = fc1.cols, padded = (f + multiple - 1) / multiple * multiple
+        guard padded != f, fc2.cols == f else { return self }
+        var up = [Float](repeating: 0, count: padded * c), down = [Float](repeating: 0, count: c * padded)
+        up.withUnsafeMutableBufferPointer { fc1.readRows(0..<f, into: $0.baseAddress!) }
+        let row = FloatBuffer(count: f)
+        down.withUnsafeMutableBufferPointer { d in
+            for r in 0..<fc2.rows {
+                fc2.readRow(r, into: row.pointer)
+                (d.baseAddress! + r * padded).update(from: row.pointer, count: f)
+            }
+        }
+        var l = self
+        l.fc1 = WeightMatrix(rows: padded, cols: c, values: up)
+        l.fc1Bias = fc1Bias + [Float](repeating: 0, count: padded - f)
+        l.fc2 = WeightMatrix(rows: fc2.rows, cols: padded, values: down)
         return l
     }
 

@@ -48,8 +48,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="alternating runs per side (medians are reported)")
     ap.add_argument("--only", choices=sorted(MODELS), nargs="*", default=sorted(MODELS))
     ap.add_argument("--out", help="results JSON")
-    ap.add_argument("--prefill-precision", choices=["f32", "bf16"], default="f32",
-                    help="ours: f32 (exact) or bf16 activations with AVX512_BF16 products")
+    ap.add_argument("--prefill-precision", choices=["f32", "bf16", "int8"], default="f32",
+                    help="ours: f32 (exact), bf16 activations with AVX512_BF16 products, or int8 (encoder weights quantized to q8_0 at load, VNNI products)")
     a = ap.parse_args()
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], text=True, capture_output=True).stdout.strip()
     rows = []

@@ -85,7 +85,7 @@ public final class WhisperEncoder: @unchecked Sendable {
         }
         let chunk = config.chunkFrames
         let visible: (Int) -> Int = { i in chunk > 0 ? min(n, (i / chunk + 1) * chunk) : n }
-        let scratch = EncoderLayer.Scratch(width: d, inner: config.encoderFFNDim, tokens: n)
+        let scratch = EncoderLayer.Scratch(width: d, inner: layers.first?.fc1.rows ?? config.encoderFFNDim, tokens: n)
         for (l, layer) in layers.enumerated() {
             layer.forward(x.pointer, tokens: n, visibleKeys: state == nil ? visible : nil, history: state?.layers[l], scratch: scratch)
         }
@@ -121,7 +121,7 @@ public final class AudioModel: @unchecked Sendable {
         let reader = checkpoint.reader(prefix: "")
         let model = AudioModel(config: config, reader: reader)
         try reader.validate()
-        if quantize != nil { model.encoder.layers = model.encoder.layers.map { $0.mapWeights { $0.forDecode(quantizing: quantize) } } }
+        if let quantize { model.encoder.layers = model.encoder.layers.map { $0.quantized(quantize) } }
         return model
     }
 

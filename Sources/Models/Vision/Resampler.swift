@@ -11,8 +11,8 @@ public final class Resampler: @unchecked Sendable {
     public let queries: Int
     public let dim: Int
     public let heads: Int
-    let kvProj: WeightMatrix
-    let inQ, inK, inV, outProj: WeightMatrix
+    private(set) var kvProj, inK, inV: WeightMatrix
+    let inQ, outProj: WeightMatrix
     let inBias, outBias: [Float]
     let lnQ, lnKV, lnPost: (weight: [Float], bias: [Float])
     /// projᵀ, so that y = x·proj is an ordinary linear map.
@@ -50,6 +50,14 @@ public final class Resampler: @unchecked Sendable {
                 Linear.forward(q.pointer, tokens: queries, weight: inQ, bias: $0.baseAddress!, into: projectedQueries.pointer)
             }
         }
+    }
+
+    /// The products over every patch (kv_proj, the key and value projections) block-quantized for the
+    /// int8 GEMM; those of the 64 queries are a small part and stay as stored.
+    func quantize(_ format: WeightFormat) {
+        kvProj = kvProj.forDecode(quantizing: format)
+        inK = inK.forDecode(quantizing: format)
+        inV = inV.forDecode(quantizing: format)
     }
 
     /// [queries, dim] for the patch features x [rows·cols, kvDim] of one image.
@@ -121,13 +129,16 @@ public final class VisionModel: @unchecked Sendable {
     }
 
     /// Binds and validates the `vpm.*` and `resampler.*` tensors of a MiniCPM-o checkpoint.
-    /// `quantize`: SigLIP's linear weights block-quantized at load (for the int8 GEMM); matrices whose
-    /// inputs are no whole number of blocks (the real fc2's 4304) stay as stored.
+    /// `quantize`: SigLIP's linear weights and the resampler's per-patch ones block-quantized at load
+    /// (for the int8 GEMM).
     public static func load(_ checkpoint: Checkpoint, config: VisionConfig, quantize: WeightFormat? = nil) throws -> VisionModel {
         let reader = checkpoint.reader(prefix: "")
         let model = VisionModel(config: config, reader: reader)
         try reader.validate()
-        if quantize != nil { model.encoder.layers = model.encoder.layers.map { $0.mapWeights { $0.forDecode(quantizing: quantize) } } }
+        if let quantize {
+            model.encoder.layers = model.encoder.layers.map { $0.quantized(quantize) }
+            model.resampler.quantize(quantize)
+        }
         return model
     }
 

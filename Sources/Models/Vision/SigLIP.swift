@@ -87,7 +87,7 @@ public final class SiglipEncoder: @unchecked Sendable {
                 axpy(1, row.pointer, x.pointer + (i * cols + j) * c, c)
             }
         }
-        let scratch = EncoderLayer.Scratch(width: c, inner: config.intermediateSize, tokens: n)
+        let scratch = EncoderLayer.Scratch(width: c, inner: layers.first?.fc1.rows ?? config.intermediateSize, tokens: n)
         for layer in layers { layer.forward(x.pointer, tokens: n, scratch: scratch) }
         layerNorm(x.pointer, n, c, postNorm, config.layerNormEps, into: x.pointer)
         return x
