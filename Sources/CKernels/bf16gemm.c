@@ -5,6 +5,28 @@
 #include "ckernels.h"
 #include <string.h>
 
+// The transpose of a bf16 matrix v [keys, ld] (columns d0 ..< d0 + dims, dims ≤ 32) packed as
+// ck_bf16_pack32 packs rows: wp[p][j][e] = v[2p + e][d0 + j], so that Σ_key p[t, key] · v[key, d] (attention's
+// P·V) runs on ck_bf16_gemm_packed with the keys as its k.
+void ck_bf16_pack32_transposed(const uint16_t *v, int ld, int keys, int d0, int dims, uint16_t *out) {
+    int pairs = (keys + 1) / 2;
+    for (int p = 0; p < pairs; p++)
+        for (int j = 0; j < 32; j++)
+            for (int e = 0; e < 2; e++) {
+                int key = 2 * p + e;
+                out[(long)p * 64 + j * 2 + e] = (j < dims && key < keys) ? v[(long)key * ld + d0 + j] : 0;
+            }
+}
+
+static void f32_to_bf16_scalar(const float *x, long n, float scale, uint16_t *out) {
+    for (long i = 0; i < n; i++) {
+        float v = x[i] * scale;
+        uint32_t b;
+        memcpy(&b, &v, 4);
+        out[i] = v != v ? (uint16_t)((b >> 16) | 0x40) : (uint16_t)((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+    }
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define BF16DOT __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
@@ -136,7 +158,27 @@ BF16DOT void ck_bf16_gemm_packed(const uint16_t *x, int m, int ldx, const uint16
     default: break;
     }
 }
+// The same rounding as the scalar floatToBF16 (nearest even; NaN stays NaN), sixteen at a time.
+BF16DOT static void f32_to_bf16_avx512(const float *x, long n, float scale, uint16_t *out) {
+    const __m512 s = _mm512_set1_ps(scale);
+    const __m512i bias = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x40);
+    for (long i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), s);
+        const __m512i b = _mm512_castps_si512(v), hi = _mm512_srli_epi32(b, 16);
+        __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(bias, _mm512_and_si512(hi, one))), 16);
+        r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_or_si512(hi, quiet));
+        _mm256_mask_storeu_epi16(out + i, m, _mm512_cvtepi32_epi16(r));
+    }
+}
+
+void ck_f32_to_bf16(const float *x, long n, float scale, uint16_t *out) {
+    static int avx512 = -1;
+    if (avx512 < 0) avx512 = ck_bf16_gemm_available();
+    if (avx512) f32_to_bf16_avx512(x, n, scale, out); else f32_to_bf16_scalar(x, n, scale, out);
+}
 #else
+void ck_f32_to_bf16(const float *x, long n, float scale, uint16_t *out) { f32_to_bf16_scalar(x, n, scale, out); }
 int ck_bf16_gemm_available(void) { return 0; }
 void ck_bf16_gemm_rows(const uint16_t *x, int m, int ldx, const uint16_t *w, int k, int r0, int r1, float *y, int ldy) {
     (void)x; (void)m; (void)ldx; (void)w; (void)k; (void)r0; (void)r1; (void)y; (void)ldy;

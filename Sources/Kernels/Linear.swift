@@ -160,7 +160,7 @@ enum BF16Dot {
         let xb = UnsafeMutablePointer<UInt16>.allocate(capacity: tokens * kp)
         defer { xb.deallocate() }
         for t in 0..<tokens {
-            for i in 0..<k { xb[t * kp + i] = floatToBF16(x[t * k + i]) }
+            ck_f32_to_bf16(x + t * k, k, 1, xb + t * kp)
             if kp > k { xb[t * kp + k] = 0 }
         }
         if w.format == .bf16 && tokens <= skinnyTokens {

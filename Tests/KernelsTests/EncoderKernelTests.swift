@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Kernels
+import CKernels
 
 /// The encoder kernels (BLAS attention with key prefixes, vector exp) against naive twins.
 @Suite struct EncoderKernelTests {
@@ -25,6 +26,59 @@ import Testing
                                 into: &out, outStride: width)
             } } }
             #expect(relErr(out, ref) < 1e-5, "dense attention \(nq)x\(nk) heads \(heads)x\(hd)")
+        }
+    }
+
+    /// The bf16 path (`--prefill-precision bf16/int8` on AVX512_BF16) against a twin that rounds the same
+    /// operands: bf16(q·scale)·bf16(k) in double, the softmax, then bf16(p)·bf16(v).
+    @Test(.enabled(if: BF16Dot.available, "AVX512_BF16 CPUs only"))
+    func bf16DenseAttentionMatchesItsTwin() {
+        var rng = SeededRNG(seed: 37)
+        var cases: [(q: Int, k: Int, heads: Int, hd: Int)] = [(1, 1, 1, 1), (64, 5, 1, 16), (7, 300, 3, 72), (50, 50, 2, 9), (300, 70, 2, 40)]
+        while cases.count < 20 { cases.append((rng.int(1...80), rng.int(1...120), rng.int(1...4), rng.int(1...40))) }
+        let round = { (x: Float) in bf16ToFloat(floatToBF16(x)) }
+        for (nq, nk, heads, hd) in cases {
+            let width = heads * hd, scale = 1 / Float(hd).squareRoot()
+            let q = rng.floats(nq * width), k = rng.floats(nk * width), v = rng.floats(nk * width)
+            let limit: ((Int) -> Int)? = nq % 3 == 0 ? nil : { i in 1 + (i * 7 + 3) % nk }
+            var ref = [Float](repeating: 0, count: nq * width)
+            for h in 0..<heads {
+                for i in 0..<nq {
+                    let visible = limit?(i) ?? nk
+                    var s = (0..<visible).map { j in
+                        Float((0..<hd).reduce(0.0) { $0 + Double(round(q[i * width + h * hd + $1] * scale)) * Double(round(k[j * width + h * hd + $1])) })
+                    }
+                    let m = s.max()!
+                    s = s.map { Foundation.exp($0 - m) }
+                    let sum = s.reduce(0, +)
+                    let p = s.map { round($0 / sum) }
+                    for d in 0..<hd {
+                        ref[i * width + h * hd + d] = Float((0..<visible).reduce(0.0) { $0 + Double(p[$1]) * Double(round(v[$1 * width + h * hd + d])) })
+                    }
+                }
+            }
+            var out = [Float](repeating: .nan, count: nq * width)
+            Linear.$prefillPrecisionOverride.withValue(.bf16) {
+                q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
+                    Attention.dense(q: qp.baseAddress!, qStride: width, k: kp.baseAddress!, v: vp.baseAddress!, kvStride: width,
+                                    queries: nq, keys: nk, heads: heads, headDim: hd, scale: scale, visibleKeys: limit,
+                                    into: &out, outStride: width)
+                } } }
+            }
+            // a probability at a rounding boundary may round the other way after a different summation order
+            #expect(relErr(out, ref) < 1e-3, "bf16 dense attention \(nq)x\(nk) heads \(heads)x\(hd): \(relErr(out, ref))")
+        }
+    }
+
+    /// The vector conversion rounds exactly as the scalar one, NaN and infinities included.
+    @Test func vectorBF16ConversionMatchesScalar() {
+        var rng = SeededRNG(seed: 38)
+        var x = rng.floats(1000).map { $0 * 1e3 }
+        x += [.nan, .infinity, -.infinity, 0, -0, Float.leastNonzeroMagnitude, 1.00390625, 1.01171875, 3.4e38]
+        for n in [0, 1, 15, 16, 17, x.count] {
+            var out = [UInt16](repeating: 0xFFFF, count: n)
+            x.withUnsafeBufferPointer { ck_f32_to_bf16($0.baseAddress!, n, 1, &out) }
+            #expect(out == x.prefix(n).map(floatToBF16), "n \(n)")
         }
     }
 

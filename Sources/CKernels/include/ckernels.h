@@ -105,6 +105,11 @@ int ck_bf16_gemm_available(void);
 /// to 32 rows and an even k: ((k + 1) / 2) · 64 values.
 void ck_bf16_pack32(const uint16_t *w, int rows, int k, uint16_t *out);
 
+/// out[i] = bf16(x[i] · scale) for i < n, rounded to nearest even (NaN stays NaN).
+void ck_f32_to_bf16(const float *x, long n, float scale, uint16_t *out);
+/// Packs columns d0 ..< d0 + dims (dims ≤ 32) of v [keys, ld] transposed, as ck_bf16_pack32 packs 32 rows:
+/// wp[p][j][e] = v[2p + e][d0 + j], zero past `keys` and `dims`: ((keys + 1) / 2) · 64 values.
+void ck_bf16_pack32_transposed(const uint16_t *v, int ld, int keys, int d0, int dims, uint16_t *out);
 /// c[t, j] = Σ_i x[t, i] · w[j, i] for t < m, j < ncols ≤ 32, with w packed by ck_bf16_pack32; x is
 /// bf16 with row stride ldx ≥ k (ldx even, zero padded past k when k is odd); c row stride ldc.
 void ck_bf16_gemm_packed(const uint16_t *x, int m, int ldx, const uint16_t *wp, int k, int ncols, float *c, int ldc);
