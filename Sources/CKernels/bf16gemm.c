@@ -159,16 +159,63 @@ BF16DOT void ck_bf16_gemm_packed(const uint16_t *x, int m, int ldx, const uint16
     }
 }
 // The same rounding as the scalar floatToBF16 (nearest even; NaN stays NaN), sixteen at a time.
+BF16DOT static inline __m256i round_bf16(__m512 v) {
+    const __m512i b = _mm512_castps_si512(v), hi = _mm512_srli_epi32(b, 16);
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), _mm512_and_si512(hi, _mm512_set1_epi32(1)))), 16);
+    r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+    return _mm512_cvtepi32_epi16(r);
+}
+
+static inline __mmask16 first(long n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
+
 BF16DOT static void f32_to_bf16_avx512(const float *x, long n, float scale, uint16_t *out) {
     const __m512 s = _mm512_set1_ps(scale);
-    const __m512i bias = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x40);
     for (long i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), s);
-        const __m512i b = _mm512_castps_si512(v), hi = _mm512_srli_epi32(b, 16);
-        __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(bias, _mm512_and_si512(hi, one))), 16);
-        r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_or_si512(hi, quiet));
-        _mm256_mask_storeu_epi16(out + i, m, _mm512_cvtepi32_epi16(r));
+        const __mmask16 m = first(n - i);
+        _mm256_mask_storeu_epi16(out + i, m, round_bf16(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), s)));
+    }
+}
+
+// exp as Kernels' exp8 computes it (Cody–Waite reduction, the same degree-6 polynomial), sixteen lanes.
+BF16DOT static inline __m512 exp16(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.33654f), hi = _mm512_set1_ps(88.72283f);
+    const __m512 c = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(c, _mm512_set1_ps(1.442695041f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), c);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    const __m512 er = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1));
+    __m512 y = _mm512_scalef_ps(er, n);
+    y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), _mm512_setzero_ps());
+    return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), _mm512_set1_ps(__builtin_inff()));
+}
+
+BF16DOT void ck_softmax_bf16(float *x, int visible, int width, uint16_t *out) {
+    const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
+    __m512 mv = ninf;
+    for (int i = 0; i < visible; i += 16) mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(ninf, first(visible - i), x + i));
+    const float m = _mm512_reduce_max_ps(mv);
+    if (m == -__builtin_inff()) {  // nothing visible: zeros, as Activation.softmax keeps them
+        memset(out, 0, sizeof(uint16_t) * (size_t)width);
+        return;
+    }
+    const __m512 mm = _mm512_set1_ps(m);
+    __m512 acc = _mm512_setzero_ps();
+    for (int i = 0; i < visible; i += 16) {
+        const __mmask16 k = first(visible - i);
+        const __m512 e = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), mm)));
+        _mm512_mask_storeu_ps(x + i, k, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    const __m512 inv = _mm512_set1_ps(1 / _mm512_reduce_add_ps(acc));
+    for (int i = 0; i < width; i += 16) {
+        const __m512 v = i < visible ? _mm512_maskz_loadu_ps(first(visible - i), x + i) : _mm512_setzero_ps();
+        _mm256_mask_storeu_epi16(out + i, first(width - i), round_bf16(_mm512_mul_ps(v, inv)));
     }
 }
 
@@ -179,6 +226,7 @@ void ck_f32_to_bf16(const float *x, long n, float scale, uint16_t *out) {
 }
 #else
 void ck_f32_to_bf16(const float *x, long n, float scale, uint16_t *out) { f32_to_bf16_scalar(x, n, scale, out); }
+void ck_softmax_bf16(float *x, int visible, int width, uint16_t *out) { (void)x; (void)visible; (void)width; (void)out; }
 int ck_bf16_gemm_available(void) { return 0; }
 void ck_bf16_gemm_rows(const uint16_t *x, int m, int ldx, const uint16_t *w, int k, int r0, int r1, float *y, int ldy) {
     (void)x; (void)m; (void)ldx; (void)w; (void)k; (void)r0; (void)r1; (void)y; (void)ldy;

@@ -80,7 +80,8 @@ VNNI_GEMM __attribute__((always_inline)) static inline void dots_q4(const uint8_
 // tenth; Q8_0 reads twice the bytes, near a core's memory bandwidth, and the extra stream slows it).
 #define TILE_BODY(NAME, DOTS, BB, PF)                                                                                \
     VNNI_GEMM __attribute__((always_inline)) static inline void NAME(const uint8_t *g, int nb, const int32_t *p, float *y, \
-                                                                     long ldy, const int nt, const uint8_t *pf) {     \
+                                                                     long ldy, const int nt, const uint8_t *pf,       \
+                                                                     const float *bias) {                             \
         __m512 acc[TILE];                                                                                            \
         __m512i s0[TILE], s1[TILE];                                                                                  \
         for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();                                                   \
@@ -104,7 +105,8 @@ VNNI_GEMM __attribute__((always_inline)) static inline void dots_q4(const uint8_
             const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 16 * (BB))));                 \
             SCALE_INTO(acc, s0, dw, p);                                                                              \
         }                                                                                                            \
-        for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);                                          \
+        const __m512 bv = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();                                        \
+        for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + t * ldy, _mm512_add_ps(acc[t], bv));                       \
     }
 TILE_BODY(tile_q8, dots_q8, 32, 0)
 TILE_BODY(tile_q4, dots_q4, 16, 1)
@@ -114,24 +116,25 @@ TILE_BODY(tile_q4, dots_q4, 16, 1)
 
 // Each tile width gets its own unrolled body, so the accumulators live in registers.
 #define TILES(NAME, BODY, BB)                                                                                        \
-    VNNI_GEMM static void NAME(const uint8_t *wq, int cols, int tokens, const int32_t *packed, float *y, int ldy,    \
-                               int r0, int r1) {                                                                     \
+    VNNI_GEMM static void NAME(const uint8_t *wq, int cols, int tokens, const int32_t *packed, const float *bias,    \
+                               float *y, int ldy, int r0, int r1) {                                                  \
         const int nb = cols / 32;                                                                                    \
         for (int group = r0 / 16; group < r1 / 16; group++) {                                                        \
             const uint8_t *g = wq + group * group_bytes(nb, BB);                                                     \
+            const float *bg = bias ? bias + 16 * group : 0;                                                          \
             for (int t0 = 0; t0 < tokens; t0 += TILE) {                                                              \
                 const int32_t *p = packed + (long)(t0 / TILE) * nb * PACK_BLOCK;                                     \
                 float *out = y + (long)t0 * ldy + 16 * group;                                                        \
                 const uint8_t *pf = t0 == 0 && group + 1 < r1 / 16 ? g + group_bytes(nb, BB) : 0;                   \
                 switch (tokens - t0 < TILE ? tokens - t0 : TILE) {                                                   \
-                case 8: BODY(g, nb, p, out, ldy, 8, pf); break;                                              \
-                case 7: BODY(g, nb, p, out, ldy, 7, pf); break;                                              \
-                case 6: BODY(g, nb, p, out, ldy, 6, pf); break;                                              \
-                case 5: BODY(g, nb, p, out, ldy, 5, pf); break;                                              \
-                case 4: BODY(g, nb, p, out, ldy, 4, pf); break;                                              \
-                case 3: BODY(g, nb, p, out, ldy, 3, pf); break;                                              \
-                case 2: BODY(g, nb, p, out, ldy, 2, pf); break;                                              \
-                default: BODY(g, nb, p, out, ldy, 1, pf); break;                                             \
+                case 8: BODY(g, nb, p, out, ldy, 8, pf, bg); break;                                              \
+                case 7: BODY(g, nb, p, out, ldy, 7, pf, bg); break;                                              \
+                case 6: BODY(g, nb, p, out, ldy, 6, pf, bg); break;                                              \
+                case 5: BODY(g, nb, p, out, ldy, 5, pf, bg); break;                                              \
+                case 4: BODY(g, nb, p, out, ldy, 4, pf, bg); break;                                              \
+                case 3: BODY(g, nb, p, out, ldy, 3, pf, bg); break;                                              \
+                case 2: BODY(g, nb, p, out, ldy, 2, pf, bg); break;                                              \
+                default: BODY(g, nb, p, out, ldy, 1, pf, bg); break;                                             \
                 }                                                                                                    \
             }                                                                                                        \
         }                                                                                                            \
@@ -140,19 +143,23 @@ TILES(gemm_q8_x16, tile_q8, 32)
 TILES(gemm_q4_x16, tile_q4, 16)
 #undef TILES
 
-void ck_gemm_q8_0x16_vnni(const int8_t *wq, int cols, int tokens, const int32_t *packed, float *y, int ldy, int r0, int r1) {
-    gemm_q8_x16((const uint8_t *)wq, cols, tokens, packed, y, ldy, r0, r1);
+void ck_gemm_q8_0x16_vnni(const int8_t *wq, int cols, int tokens, const int32_t *packed, const float *bias, float *y, int ldy,
+                          int r0, int r1) {
+    gemm_q8_x16((const uint8_t *)wq, cols, tokens, packed, bias, y, ldy, r0, r1);
 }
 
-void ck_gemm_q4_0x16_vnni(const uint8_t *wq, int cols, int tokens, const int32_t *packed, float *y, int ldy, int r0, int r1) {
-    gemm_q4_x16(wq, cols, tokens, packed, y, ldy, r0, r1);
+void ck_gemm_q4_0x16_vnni(const uint8_t *wq, int cols, int tokens, const int32_t *packed, const float *bias, float *y, int ldy,
+                          int r0, int r1) {
+    gemm_q4_x16(wq, cols, tokens, packed, bias, y, ldy, r0, r1);
 }
 #else
 // Callers use these only where ck_vnni_available() says so.
-void ck_gemm_q8_0x16_vnni(const int8_t *wq, int cols, int tokens, const int32_t *packed, float *y, int ldy, int r0, int r1) {
-    (void)wq; (void)cols; (void)tokens; (void)packed; (void)y; (void)ldy; (void)r0; (void)r1;
+void ck_gemm_q8_0x16_vnni(const int8_t *wq, int cols, int tokens, const int32_t *packed, const float *bias, float *y, int ldy,
+                          int r0, int r1) {
+    (void)wq; (void)cols; (void)tokens; (void)packed; (void)bias; (void)y; (void)ldy; (void)r0; (void)r1;
 }
-void ck_gemm_q4_0x16_vnni(const uint8_t *wq, int cols, int tokens, const int32_t *packed, float *y, int ldy, int r0, int r1) {
-    (void)wq; (void)cols; (void)tokens; (void)packed; (void)y; (void)ldy; (void)r0; (void)r1;
+void ck_gemm_q4_0x16_vnni(const uint8_t *wq, int cols, int tokens, const int32_t *packed, const float *bias, float *y, int ldy,
+                          int r0, int r1) {
+    (void)wq; (void)cols; (void)tokens; (void)packed; (void)bias; (void)y; (void)ldy; (void)r0; (void)r1;
 }
 #endif

@@ -104,13 +104,7 @@ extension Attention {
                 ck_bf16_gemm_packed(qb, Int32(nq), Int32(kp), packedK + (h * keyChunks + c) * kPack, Int32(kp),
                                     Int32(min(32, span - 32 * c)), scores + 32 * c, Int32(span))
             }
-            for i in 0..<nq {
-                let row = scores + i * span
-                Activation.softmax(row, count: visible[i])
-                if visible[i] < span { (row + visible[i]).update(repeating: 0, count: span - visible[i]) }
-                ck_f32_to_bf16(row, span, 1, pb + i * sp)
-                if sp > span { pb[i * sp + span] = 0 }
-            }
+            for i in 0..<nq { ck_softmax_bf16(scores + i * span, Int32(visible[i]), Int32(sp), pb + i * sp) }
             for d in 0..<dimChunks {
                 ck_bf16_gemm_packed(pb, Int32(nq), Int32(sp), packedV + (h * dimChunks + d) * vPack, Int32(span),
                                     Int32(min(32, hd - 32 * d)), out + q0 * outStride + h * hd + 32 * d, Int32(outStride))

@@ -71,14 +71,14 @@ extension Quant {
         let parts = splitRange(groups, parts: min(groups, Threading.count * 8))
         parallelFor(parts.count) { p in
             let r0 = parts[p].lowerBound * WeightMatrix.interleaveGroup, r1 = parts[p].upperBound * WeightMatrix.interleaveGroup
+            // the bias joins each tile as it is stored, not in a second pass over Y
             if w.format == .q8_0 {
-                ck_gemm_q8_0x16_vnni(w.data.assumingMemoryBound(to: Int8.self), Int32(k), Int32(tokens), xq.packed, y, Int32(n),
+                ck_gemm_q8_0x16_vnni(w.data.assumingMemoryBound(to: Int8.self), Int32(k), Int32(tokens), xq.packed, bias, y, Int32(n),
                                      Int32(r0), Int32(r1))
             } else {
-                ck_gemm_q4_0x16_vnni(w.data.assumingMemoryBound(to: UInt8.self), Int32(k), Int32(tokens), xq.packed, y, Int32(n),
+                ck_gemm_q4_0x16_vnni(w.data.assumingMemoryBound(to: UInt8.self), Int32(k), Int32(tokens), xq.packed, bias, y, Int32(n),
                                      Int32(r0), Int32(r1))
             }
-            Linear.addBias(bias, columns: r0..<r1, tokens: tokens, stride: n, into: y)
         }
         // the few rows past the last group (a vocabulary's) are plain rows: the one-token kernels, token by token
         let tail = w.interleavedRows..<n

@@ -66,10 +66,12 @@ void ck_gemv_q4_0x16_vnni(const uint8_t *wq, int cols, const int8_t *xq, const f
                           float *y, int r0, int r1, int gfni);
 int ck_gfni_available(void);
 /// Several tokens at once (prefill): y[t·ldy + r] for tokens t < `tokens`, rows r0 ≤ r < r1 (multiples of
-/// 16) of a sixteen-interleaved matrix, from the tokens' activations packed by ck_gemm_pack. VNNI only
-/// (ck_vnni_available).
-void ck_gemm_q8_0x16_vnni(const int8_t *wq, int cols, int tokens, const int32_t *packed, float *y, int ldy, int r0, int r1);
-void ck_gemm_q4_0x16_vnni(const uint8_t *wq, int cols, int tokens, const int32_t *packed, float *y, int ldy, int r0, int r1);
+/// 16) of a sixteen-interleaved matrix, from the tokens' activations packed by ck_gemm_pack, plus bias[r]
+/// unless bias is null. VNNI only (ck_vnni_available).
+void ck_gemm_q8_0x16_vnni(const int8_t *wq, int cols, int tokens, const int32_t *packed, const float *bias, float *y, int ldy,
+                          int r0, int r1);
+void ck_gemm_q4_0x16_vnni(const uint8_t *wq, int cols, int tokens, const int32_t *packed, const float *bias, float *y, int ldy,
+                          int r0, int r1);
 /// int32 values ck_gemm_pack writes for `tokens` tokens (tiles of 8).
 long ck_gemm_packed_count(int cols, int tokens);
 /// Packs xq [tokens, cols] int8 blocks with scales xd [tokens, cols/32] and block sums xsum [tokens,
@@ -107,6 +109,10 @@ void ck_bf16_pack32(const uint16_t *w, int rows, int k, uint16_t *out);
 
 /// out[i] = bf16(x[i] · scale) for i < n, rounded to nearest even (NaN stays NaN).
 void ck_f32_to_bf16(const float *x, long n, float scale, uint16_t *out);
+/// A softmax over x[0 ..< visible] (float32, in place: x keeps the exps) written to out[0 ..< width] as
+/// bf16 probabilities, zero past `visible` (and all zero when nothing is visible). AVX512_BF16 CPUs only
+/// (ck_bf16_gemm_available).
+void ck_softmax_bf16(float *x, int visible, int width, uint16_t *out);
 /// Packs columns d0 ..< d0 + dims (dims ≤ 32) of v [keys, ld] transposed, as ck_bf16_pack32 packs 32 rows:
 /// wp[p][j][e] = v[2p + e][d0 + j], zero past `keys` and `dims`: ((keys + 1) / 2) · 64 values.
 void ck_bf16_pack32_transposed(const uint16_t *v, int ld, int keys, int d0, int dims, uint16_t *out);
