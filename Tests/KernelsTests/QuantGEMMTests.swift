@@ -6,12 +6,14 @@ import Testing
 /// products: the same arithmetic as decode, so prompt tokens get the values decode would give them.
 @Suite struct QuantGEMMTests {
     /// (rows, cols, tokens): rows past the last group of sixteen, an odd block count (a pair's last
-    /// block alone), token counts around the kernel's tile of eight, long rows.
+    /// block alone), token counts around the kernel's tile of eight, long rows, tokens in more than one of the
+    /// kernel's L2-sized stretches (200 tokens at K = 4096, 40 at 18944), the last one short.
     static let shapes: [(Int, Int, Int)] = {
         var s = [(16, 32, 1), (16, 64, 8), (32, 96, 9), (48, 320, 17), (37, 224, 5), (64, 4096, 3), (128, 1024, 64),
-                 (20, 8224, 2), (208, 896, 12), (16, 18944, 7), (512, 3584, 16), (100, 160, 33), (17, 32, 4)]
+                 (20, 8224, 2), (208, 896, 12), (16, 18944, 7), (512, 3584, 16), (100, 160, 33), (17, 32, 4),
+                 (32, 4096, 203), (16, 18944, 50)]
         var rng = SeededRNG(seed: 61)
-        while s.count < 24 { s.append((rng.int(16...160), 32 * rng.int(1...48), rng.int(1...40))) }
+        while s.count < 26 { s.append((rng.int(16...160), 32 * rng.int(1...48), rng.int(1...40))) }
         return s
     }()
 
