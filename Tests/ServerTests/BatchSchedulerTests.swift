@@ -91,11 +91,18 @@ import TestSupport
         defer { batch.shutdown() }
         let a = try batch.submit(Self.job("First.", maxTokens: 6000)), b = try batch.submit(Self.job("Second.", maxTokens: 30))
         let aTask = Task { await Self.collect(a) }
-        // both are in the batch (seen from the scheduler, not from a consumer that may lag): call one off
-        while batch.batchedSteps < 3 { try await Task.sleep(for: .milliseconds(1)) }
-        a.cancel()
+        // both are in the batch (seen from the scheduler, not from a consumer that may lag): call one off.
+        // A thread of its own watches, so the call comes within a step or two even while other tests keep
+        // the cooperative pool busy (a sleeping task could wake after the 6000 tokens are all out).
+        let called = Mutex(false)
+        Thread.detachNewThread {
+            while batch.batchedSteps < 3 { usleep(200) }
+            a.cancel()
+            called.withLock { $0 = true }
+        }
         let bText = try await Self.collect(b).get()
         let aResult = await aTask.value
+        #expect(called.withLock { $0 })
         #expect(!bText.isEmpty)
         guard case let .failure(e) = aResult else { Issue.record("the cancelled answer finished"); return }
         #expect(e as? RuntimeError == .cancelled)
