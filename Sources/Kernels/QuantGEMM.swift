@@ -15,9 +15,20 @@ extension Quant {
         #endif
     }
 
-    /// Whether `gemm` applies to `w` on this CPU (its VNNI kernels read the interleaved decode layout).
+    /// Whether `gemm` applies to `w` on this CPU: its VNNI kernels read the interleaved decode layout;
+    /// without VNNI the weights keep plain rows, and the AVX2 kernels read those.
     public static func hasInt8GEMM(_ w: WeightMatrix) -> Bool {
-        int8GEMMAvailable && w.format.isQuantized && w.interleaved
+        guard w.format.isQuantized else { return false }
+        return w.interleaved ? int8GEMMAvailable : plainGEMMAvailable
+    }
+
+    /// Where plain rows take the int8 GEMM: CPUs without VNNI (MINICPMO_NO_VNNI=1 counts) in an AVX2 build.
+    static var plainGEMMAvailable: Bool {
+        #if canImport(CKernels)
+        !vnni && ck_gemm_plain_vectorized() != 0
+        #else
+        false
+        #endif
     }
 
     /// Activations of `tokens` rows quantized per block (values, scales and block sums), packed for the
@@ -61,8 +72,9 @@ extension Quant {
     /// Y[T, N] = X[T, K]·W[N, K]ᵀ (+ b) for an interleaved quantized W (`hasInt8GEMM`).
     public static func gemm(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
                             into y: UnsafeMutablePointer<Float>) {
-        precondition(hasInt8GEMM(w), "Quant.gemm needs interleaved quantized weights and VNNI")
+        precondition(hasInt8GEMM(w), "Quant.gemm needs quantized weights: interleaved with VNNI, plain rows with AVX2")
         #if canImport(CKernels)
+        guard w.interleaved else { return gemmPlain(x, tokens: tokens, weight: w, bias: bias, into: y) }
         let n = w.rows, k = w.cols
         let xq = QuantizedRows(x, tokens: tokens, cols: k, q4: w.format == .q4_0)
         defer { xq.deallocate() }
@@ -90,6 +102,38 @@ extension Quant {
             for t in 0..<tokens {
                 gemv([(rows, bias.map { $0 + tail.lowerBound }, out)], x + t * k)
                 (y + t * n + tail.lowerBound).update(from: out, count: tail.count)
+            }
+        }
+        #endif
+    }
+
+    /// `gemm` on plain rows (ck_gemm_q8_0_plain / ck_gemm_q4_0_plain): each token's activations quantized and
+    /// prepared as the one-token GEMV prepares them, so every token's row is the bits decode gives it.
+    static func gemmPlain(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
+                          into y: UnsafeMutablePointer<Float>) {
+        #if canImport(CKernels)
+        precondition(w.format.isQuantized && !w.interleaved)
+        let n = w.rows, k = w.cols, nb = k / quantBlock, q4 = w.format == .q4_0
+        let xq = UnsafeMutablePointer<Int8>.allocate(capacity: tokens * k), xd = UnsafeMutablePointer<Float>.allocate(capacity: tokens * nb)
+        let xp = UnsafeMutablePointer<Int8>.allocate(capacity: q4 ? tokens * k : 1)
+        let xs = UnsafeMutablePointer<Int32>.allocate(capacity: q4 ? max(tokens * (k / 8), 1) : 1)
+        defer { xq.deallocate(); xd.deallocate(); xp.deallocate(); xs.deallocate() }
+        let tokenParts = splitRange(tokens, parts: min(tokens, Threading.count * 2))
+        parallelFor(tokenParts.count) { p in
+            for t in tokenParts[p] {
+                quantizeActivations(x + t * k, k, xq + t * k, xd + t * nb)
+                if q4 { ck_prepare_q4_activations(xq + t * k, Int32(k), xp + t * k, xs + t * (k / 8)) }
+            }
+        }
+        let parts = splitRange(n, parts: min(n, Threading.count * 8))
+        parallelFor(parts.count) { p in
+            let (r0, r1) = (Int32(parts[p].lowerBound), Int32(parts[p].upperBound))
+            if q4 {
+                ck_gemm_q4_0_plain(w.row(0).assumingMemoryBound(to: UInt8.self), w.rowScales(0), Int32(k), Int32(tokens), xq, xd, xp, xs,
+                                   bias, y, Int32(n), r0, r1)
+            } else {
+                ck_gemm_q8_0_plain(w.row(0).assumingMemoryBound(to: Int8.self), w.rowScales(0), Int32(k), Int32(tokens), xq, xd,
+                                   bias, y, Int32(n), r0, r1)
             }
         }
         #endif

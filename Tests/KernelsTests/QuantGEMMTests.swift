@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Kernels
+import CKernels
 
 /// The int8 prefill GEMM (`--prefill-precision int8`) against its naive twin, and against one-token
 /// products: the same arithmetic as decode, so prompt tokens get the values decode would give them.
@@ -35,6 +36,33 @@ import Testing
                 x.withUnsafeBufferPointer { Quant.gemv(w, $0.baseAddress! + token * c, bias: bias, into: &single) }
                 #expect(Array(y[(token * r)..<(token * r + r)]) == single, "\(format) \(r)x\(c) token \(token)")
             }
+        }
+    }
+
+    /// The AVX2 kernels on plain rows (the prefill of CPUs without VNNI, whose weights keep that layout):
+    /// close to the naive twin, and each token's row is bit for bit the one-token AVX2 GEMV's.
+    @Test(.enabled(if: ck_gemm_plain_vectorized() != 0, "a build without AVX2 loops over the one-token kernels"),
+          arguments: [WeightFormat.q8_0, .q4_0])
+    func plainRowsGemmIsDecodeArithmetic(format: WeightFormat) {
+        var rng = SeededRNG(seed: 64)
+        for (r, c, t) in Self.shapes {
+            let w = Quant.quantize(WeightMatrix(rows: r, cols: c, values: rng.floats(r * c)), to: format)
+            #expect(!w.interleaved)
+            let x = rng.floats(t * c, scale: 2), bias = rng.floats(r)
+            var y = [Float](repeating: .nan, count: t * r), naive = y, single = [Float](repeating: .nan, count: r)
+            x.withUnsafeBufferPointer { xb in
+                bias.withUnsafeBufferPointer { bb in
+                    y.withUnsafeMutableBufferPointer { Quant.gemmPlain(xb.baseAddress!, tokens: t, weight: w, bias: bb.baseAddress!, into: $0.baseAddress!) }
+                    for token in 0..<t {
+                        single.withUnsafeMutableBufferPointer {
+                            Quant.gemv([(w, bb.baseAddress!, $0.baseAddress!)], xb.baseAddress! + token * c, vnni: false)
+                        }
+                        #expect(Array(y[(token * r)..<(token * r + r)]) == single, "\(format) \(r)x\(c) token \(token) of \(t)")
+                    }
+                }
+            }
+            Quant.gemmNaive(x, tokens: t, weight: w, bias: bias, into: &naive)
+            #expect(relErr(y, naive) < 1e-5, "\(format) \(r)x\(c), \(t) tokens")
         }
     }
 

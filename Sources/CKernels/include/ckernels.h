@@ -72,6 +72,16 @@ void ck_gemm_q8_0x16_vnni(const int8_t *wq, int cols, int tokens, const int32_t 
                           int r0, int r1);
 void ck_gemm_q4_0x16_vnni(const uint8_t *wq, int cols, int tokens, const int32_t *packed, const float *bias, float *y, int ldy,
                           int r0, int r1);
+/// Several tokens against plain rows r0 ≤ r < r1 (the layout kept without VNNI): y[t·ldy + r] for tokens
+/// t < `tokens` is bit for bit what ck_gemv_q8_0 / ck_gemv_q4_0 give token t (xq [tokens, cols], xd
+/// [tokens, cols/32]; Q4_0 also xp [tokens, cols] and xs [tokens, cols/8] from ck_prepare_q4_activations
+/// per token), plus bias[r] unless bias is null. AVX2 where the build targets it, else token by token.
+void ck_gemm_q8_0_plain(const int8_t *wq, const uint16_t *wd, int cols, int tokens, const int8_t *xq, const float *xd,
+                        const float *bias, float *y, int ldy, int r0, int r1);
+void ck_gemm_q4_0_plain(const uint8_t *wq, const uint16_t *wd, int cols, int tokens, const int8_t *xq, const float *xd,
+                        const int8_t *xp, const int32_t *xs, const float *bias, float *y, int ldy, int r0, int r1);
+/// Whether the two above are vectorized in this build (AVX2); otherwise they loop over the one-token kernels.
+int ck_gemm_plain_vectorized(void);
 /// int32 values ck_gemm_pack writes for `tokens` tokens (tiles of 8).
 long ck_gemm_packed_count(int cols, int tokens);
 /// Packs xq [tokens, cols] int8 blocks with scales xd [tokens, cols/32] and block sums xsum [tokens,
