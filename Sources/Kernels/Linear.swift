@@ -100,13 +100,20 @@ public enum Linear {
         }
     }
 
+    /// Whether the int8 prefill precision runs `w` on the int8 GEMM. Plain rows (CPUs without VNNI) keep the
+    /// float GEMM: their AVX2 int8 kernel is no faster than SGEMM there (pp512 Q8_0 0.79x); it serves batched
+    /// decode instead, where it is exact (Qwen2's `product`).
+    public static func prefillTakesInt8GEMM(_ w: WeightMatrix) -> Bool {
+        w.interleaved && Quant.hasInt8GEMM(w)
+    }
+
     /// Y[T, N] = X[T, K]·W[N, K]ᵀ (+ b) via tiles of W widened to f32 and single-threaded SGEMM per
     /// thread (one level of parallelism: ours).
     public static func gemm(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix,
                             bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
         #if canImport(CKernels)
         let precision = effectivePrefillPrecision
-        if precision == .int8 && Quant.hasInt8GEMM(w) {
+        if precision == .int8 && prefillTakesInt8GEMM(w) {
             Quant.gemm(x, tokens: tokens, weight: w, bias: bias, into: y)
             return
         }
