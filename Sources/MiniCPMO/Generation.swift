@@ -167,9 +167,25 @@ public final class LanguageSession: @unchecked Sendable {
         cache = KVSequence(pool: pool ?? model.makeCachePool())
     }
 
+    /// A new conversation that starts with the first `length` cached positions of `source`, holding
+    /// `source`'s KV pages rather than copies (copy-on-write): two chats with the same system prompt or
+    /// image keep one copy of it. `source` is left as it is.
+    public init(sharing source: LanguageSession, length: Int) {
+        precondition(length <= source.cache.length)
+        model = source.model
+        cache = KVSequence(pool: source.cache.pool)
+        cache.share(source.cache, length: length)
+        cachedKeys = Array(source.cachedKeys.prefix(length))
+    }
+
     public func reset() {
         cache.truncate(to: 0)
         cachedKeys = []
+    }
+
+    /// Whether everything this session holds is also the start of what `other` holds.
+    public func isPrefix(of other: LanguageSession) -> Bool {
+        cachedKeys.count <= other.cachedKeys.count && other.commonPrefix(cachedKeys) == cachedKeys.count
     }
 
     /// Positions cached now whose inputs (tokens, and media by content) equal the prompt's first ones.

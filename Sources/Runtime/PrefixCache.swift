@@ -2,8 +2,11 @@ import Foundation
 import MiniCPMO
 
 /// Finished conversations' KV caches, kept so that the next request that starts with the same inputs
-/// (clients resend the whole history each turn) prefills only what is new. Least recently used
-/// sessions are dropped first once their pages exceed the budget. Used by the scheduler's worker only.
+/// (clients resend the whole history each turn; many chats open with the same system prompt) prefills
+/// only what is new. A request gets a new session sharing the cached pages of the longest common prefix
+/// (copy-on-write), so several at once can start from one cached prompt and the cached one stays for the
+/// next. Least recently used sessions are dropped first once the pages they hold exceed the budget. Used
+/// by the scheduler's worker only.
 final class PrefixCache {
     let model: Qwen2Model
     let pool: KVPagePool
@@ -18,31 +21,33 @@ final class PrefixCache {
     }
 
     var count: Int { sessions.count }
-    var bytes: Int { sessions.reduce(0) { $0 + Self.bytes(of: $1) } }
+    /// The pages the kept sessions hold, each counted once however many share it.
+    var bytes: Int { Set(sessions.flatMap(\.cache.blockTable)).count * pool.bytesPerPage }
 
-    static func bytes(of session: LanguageSession) -> Int { session.cache.blockTable.count * session.cache.pool.bytesPerPage }
-
-    /// The cached session sharing the longest prefix with `prompt` (taken out of the cache while in
-    /// use), or a fresh one when none shares any.
+    /// A session holding the longest cached prefix of `prompt` (shared pages), or a fresh one when no
+    /// cached session shares any.
     func checkout(for prompt: Prompt) -> LanguageSession {
         var best: (index: Int, length: Int)?
         for (i, s) in sessions.enumerated() {
             let n = s.reusableLength(for: prompt)
             if n > 0, n > (best?.length ?? 0) { best = (i, n) }
         }
-        if let best { return sessions.remove(at: best.index) }
-        return LanguageSession(model: model, pool: pool)
+        guard let best else { return LanguageSession(model: model, pool: pool) }
+        let source = sessions.remove(at: best.index)
+        sessions.append(source)  // the most recently used
+        return LanguageSession(sharing: source, length: best.length)
     }
 
-    /// Keeps a finished session as the most recently used, then evicts down to the budget.
+    /// Keeps a finished session as the most recently used, in place of the kept ones it extends (their
+    /// pages are its pages, but for the last one each, which goes back to the pool), then evicts down to
+    /// the budget.
     func checkin(_ session: LanguageSession) {
         guard session.cache.length > 0 else { return }
+        for old in sessions where old.isPrefix(of: session) { old.reset() }
+        sessions.removeAll { $0.cache.length == 0 }
         sessions.append(session)
-        var total = bytes
-        while total > budgetBytes, !sessions.isEmpty {
-            let old = sessions.removeFirst()
-            total -= Self.bytes(of: old)
-            old.reset()  // its pages go back to the pool
+        while bytes > budgetBytes, !sessions.isEmpty {
+            sessions.removeFirst().reset()  // its pages go back to the pool unless another holds them
         }
     }
 

@@ -40,6 +40,47 @@ import Testing
         #expect(reused.text == fresh.text)
     }
 
+    /// Conversations forked from one cached prompt share its pages (copy-on-write): each continues exactly
+    /// as a fresh prefill of its whole prompt does, the source is left as it was, and the shared pages are
+    /// held once.
+    @Test func forkedSessionsShareThePromptPagesAndMatchFreshOnes() throws {
+        let llm = Loaded.minicpmo.llm
+        let pool = llm.makeCachePool(pageSize: 16)
+        let system = (0..<53).map { ($0 * 7919 + 3) % llm.config.vocabSize }  // three whole pages and a part
+        let source = LanguageSession(model: llm, pool: pool)
+        _ = try source.prefill(system, chunk: 512)
+        let before = pool.pagesInUse
+        let questions = [[11, 12, 13, 14, 15], Array(repeating: 7, count: 40), [99]]
+        var forks: [LanguageSession] = []
+        for q in questions {
+            let fork = LanguageSession(sharing: source, length: system.count)
+            let got = try fork.prefill(system + q, chunk: 512)
+            #expect(got.reused == system.count)
+            let fresh = try LanguageSession(model: llm, pool: pool).prefill(system + q, chunk: 512).logits
+            #expect(pcc(got.logits, fresh) >= 0.99999, "question of \(q.count) tokens")
+            forks.append(fork)
+        }
+        // each fork wrote its question into a copy of the partial page: had they shared it, the later
+        // forks' questions would stand in the earlier ones' positions
+        for (fork, q) in zip(forks, questions) {
+            let fresh = try LanguageSession(model: llm, pool: pool).prefill(system + q + [5], chunk: 512).logits
+            #expect(pcc(try fork.step(5), fresh) >= 0.99999, "question of \(q.count) tokens, one step on")
+        }
+        // the three whole pages are shared; each fork copied the partial one and added its own
+        #expect(forks.allSatisfy { Array($0.cache.blockTable.prefix(3)) == Array(source.cache.blockTable.prefix(3)) })
+        #expect(forks.allSatisfy { $0.cache.blockTable[3] != source.cache.blockTable[3] })
+        #expect(pool.holders(of: source.cache.blockTable[0]) == 4 && pool.holders(of: source.cache.blockTable[3]) == 1)
+        let pagesOfForks = forks.map { $0.cache.blockTable.count - 3 }.reduce(0, +)
+        #expect(pool.pagesInUse == before + pagesOfForks)
+        // the source still answers as before, and the shared pages outlive it
+        let again = try source.prefill(system + [42], chunk: 512).logits
+        #expect(pcc(again, try LanguageSession(model: llm, pool: pool).prefill(system + [42], chunk: 512).logits) >= 0.99999)
+        source.reset()
+        #expect(pool.holders(of: forks[0].cache.blockTable[0]) == 3)
+        let fresh = try LanguageSession(model: llm, pool: pool).prefill(system + questions[0] + [5, 6], chunk: 512).logits
+        #expect(pcc(try forks[0].step(6), fresh) >= 0.99999)
+    }
+
     @Test func stopStringsCutAndHoldBack() {
         var m = StopStringMatcher(["STOP", "\n\n"])
         var out = ""

@@ -103,6 +103,25 @@ import TestSupport
         #expect(try await s.metric("minicpmo_prefix_cache_hits_total") == 1)
     }
 
+    /// Two conversations with the same system prompt: the second reuses its cached pages, and the first
+    /// keeps its whole history for its next turn (the cache hands out shared copies, not the cached one).
+    @Test func conversationsSharingASystemPromptKeepTheirOwnHistory() async throws {
+        let s = try await TestServer.start()
+        defer { Task { await s.stop() } }
+        let system: [String: Any] = ["role": "system", "content": "You are a terse assistant who answers every question in as few words as possible."]
+        var a: [[String: Any]] = [system, ["role": "user", "content": "Hello!"]]
+        let a1 = try await s.post("/v1/chat/completions", json: ["messages": a, "max_tokens": 6] as [String: Any])
+        let ua1 = usage(try a1.json())
+        let b1 = try await s.post("/v1/chat/completions",
+                                  json: ["messages": [system, ["role": "user", "content": "What is new today?"]], "max_tokens": 6] as [String: Any])
+        let ub1 = usage(try b1.json())
+        #expect(ub1.cached > 10 && ub1.cached < ub1.prompt, "the system prompt is reused (\(ub1.cached) of \(ub1.prompt))")
+        a.append(["role": "assistant", "content": try messageText(a1)])
+        a.append(["role": "user", "content": "And then?"])
+        let ua2 = usage(try (try await s.post("/v1/chat/completions", json: ["messages": a, "max_tokens": 6] as [String: Any])).json())
+        #expect(ua2.cached >= ua1.prompt, "turn 2 of the first conversation reuses all of turn 1 (\(ua2.cached) of \(ua2.prompt))")
+    }
+
     @Test func imageAndAudioInput() async throws {
         let s = try await TestServer.start()
         defer { Task { await s.stop() } }
