@@ -60,6 +60,28 @@ def kv_bytes_in_use(port):
     return 0.0
 
 
+def start_server(binary, model, quant, threads, batch, prefill_chunk):
+    """`minicpmo serve` on an ephemeral loopback port, once /health answers: (process, port)."""
+    server = subprocess.Popen([binary, "serve", "--model", model, "--quant", quant, "--port", "0",
+                               "--threads", str(threads), "--batch", str(batch), "--prefill-chunk", str(prefill_chunk),
+                               "--prefill-precision", "int8", "--log-level", "warning"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    port = int(server.stdout.readline().rsplit(":", 1)[1])
+    ready_by = time.monotonic() + 300
+    while True:
+        if server.poll() is not None or time.monotonic() > ready_by:
+            server.kill()
+            sys.exit("the server did not become ready (see `minicpmo serve` with the same flags)")
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/health")
+            if c.getresponse().status == 200:
+                return server, port
+        except OSError:
+            pass
+        time.sleep(0.2)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -72,24 +94,8 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, ".build", "release", "minicpmo"))
     ap.add_argument("--json")
     args = ap.parse_args()
-    server = subprocess.Popen([args.bin, "serve", "--model", args.model, "--quant", args.quant, "--port", "0",
-                               "--threads", str(args.threads), "--batch", str(args.batch), "--prefill-chunk", str(args.prefill_chunk),
-                               "--prefill-precision", "int8", "--log-level", "warning"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    server, port = start_server(args.bin, args.model, args.quant, args.threads, args.batch, args.prefill_chunk)
     try:
-        port = int(server.stdout.readline().rsplit(":", 1)[1])
-        ready_by = time.monotonic() + 300
-        while True:
-            if server.poll() is not None or time.monotonic() > ready_by:
-                sys.exit("the server did not become ready (see `minicpmo serve` with the same flags)")
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
         bodies = [{"messages": [{"role": "user", "content": f"Request {i}: tell me about number {i}."}], "max_tokens": args.tokens,
                    "temperature": 0, "repetition_penalty": 1} for i in range(args.clients)]
         request(port, bodies[0])  # warm up
