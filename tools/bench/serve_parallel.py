@@ -21,13 +21,18 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def request(port, body):
+def post_chat(port, body):
+    """A chat completion's whole JSON reply."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     c.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
     r = c.getresponse()
     data = r.read()
     assert r.status == 200, data
-    return json.loads(data)["choices"][0]["message"]["content"]
+    return json.loads(data)
+
+
+def request(port, body):
+    return post_chat(port, body)["choices"][0]["message"]["content"]
 
 
 def stream_gaps(port, body, out):
@@ -60,6 +65,40 @@ def kv_bytes_in_use(port):
     return 0.0
 
 
+def concurrently(port, run, n):
+    """run(0) … run(n − 1) in threads at once: their wall time and the most KV bytes in use meanwhile."""
+    kv_max, sampling = [0.0], [True]
+
+    def sample():
+        while sampling[0]:
+            kv_max[0] = max(kv_max[0], kv_bytes_in_use(port))
+            time.sleep(0.05)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.monotonic() - t0
+    sampling[0] = False
+    sampler.join()
+    return seconds, kv_max[0]
+
+
+def add_server_args(ap, quant, tokens):
+    """The options both server benchmarks take (--bin is each one's own)."""
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--quant", default=quant)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--tokens", type=int, default=tokens)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--prefill-chunk", type=int, default=256)
+    ap.add_argument("--json")
+
+
 def start_server(binary, model, quant, threads, batch, prefill_chunk):
     """`minicpmo serve` on an ephemeral loopback port, once /health answers: (process, port)."""
     server = subprocess.Popen([binary, "serve", "--model", model, "--quant", quant, "--port", "0",
@@ -84,15 +123,8 @@ def start_server(binary, model, quant, threads, batch, prefill_chunk):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--quant", default="q8")
-    ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--tokens", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--prefill-chunk", type=int, default=256)
+    add_server_args(ap, quant="q8", tokens=64)
     ap.add_argument("--bin", default=os.path.join(ROOT, ".build", "release", "minicpmo"))
-    ap.add_argument("--json")
     args = ap.parse_args()
     server, port = start_server(args.bin, args.model, args.quant, args.threads, args.batch, args.prefill_chunk)
     try:
@@ -106,24 +138,8 @@ def main():
 
         def run(i):
             results[i] = request(port, bodies[i])
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(bodies))]
         # KV bytes in use while the clients run (the server's own gauge), for the peak-RSS comparison
-        kv_max, sampling = [0.0], [True]
-
-        def sample():
-            while sampling[0]:
-                kv_max[0] = max(kv_max[0], kv_bytes_in_use(port))
-                time.sleep(0.05)
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        t0 = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        together = time.monotonic() - t0
-        sampling[0] = False
-        sampler.join()
+        together, kv_max = concurrently(port, run, len(bodies))
         same = sum(a == b for a, b in zip(alone, results))
         # a long prompt arriving mid-stream
         times = []
@@ -146,8 +162,8 @@ def main():
         # meaningful for a copy written by `minicpmo quantize` (--quant bf16), which loads without re-quantizing
         weights = sum(os.path.getsize(os.path.join(args.model, f)) for f in os.listdir(args.model) if f.endswith(".safetensors"))
         peak = proc_status_bytes(server.pid, "VmHWM")
-        summary.update({"peak_rss_bytes": peak, "weights_file_bytes": weights, "kv_bytes_in_use_max_concurrent": int(kv_max[0]),
-                        "peak_rss_over_weights_plus_kv": round(peak / (weights + kv_max[0]), 3)})
+        summary.update({"peak_rss_bytes": peak, "weights_file_bytes": weights, "kv_bytes_in_use_max_concurrent": int(kv_max),
+                        "peak_rss_over_weights_plus_kv": round(peak / (weights + kv_max), 3)})
         print(json.dumps(summary, indent=1))
         if args.json:
             json.dump(summary, open(args.json, "w"), indent=1)
