@@ -305,9 +305,70 @@ AVX512 void ck_gemv_bf16_avx512(const uint16_t *w, int cols, int r0, int r1, con
         y[r] = s;
     }
 }
+
+// Several tokens (a batched decode step) against bf16 rows in float32, each (row, token) with
+// ck_gemv_bf16_avx512's own arithmetic: one 16-lane accumulator over the row in steps of 16, reduced,
+// then the scalar tail; so each sequence of the batch gets the bits it gets alone. Three rows against a
+// tile of up to eight tokens: each widened weight vector serves eight FMAs instead of one.
+#define EXACT_ROWS 3
+#define EXACT_TILE 8
+AVX512 __attribute__((always_inline)) static inline void exact_tile(const uint16_t *w, int cols, int nr, const float *x, int ldx,
+                                                                     float *y, int ldy, const int nt) {
+    const uint16_t *row[EXACT_ROWS];
+    for (int r = 0; r < EXACT_ROWS; r++) row[r] = w + (long)(r < nr ? r : nr - 1) * cols;
+    __m512 a[EXACT_ROWS][EXACT_TILE];
+    for (int r = 0; r < EXACT_ROWS; r++) for (int t = 0; t < nt; t++) a[r][t] = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= cols; i += 16) {
+        __m512 wv[EXACT_ROWS];
+        for (int r = 0; r < EXACT_ROWS; r++) {
+            wv[r] = widen16(row[r] + i);
+            _mm_prefetch((const char *)(row[r] + (long)EXACT_ROWS * cols + i), _MM_HINT_T0);  // the next three rows
+        }
+        for (int t = 0; t < nt; t++) {
+            const __m512 xv = _mm512_loadu_ps(x + (long)t * ldx + i);
+            for (int r = 0; r < EXACT_ROWS; r++) a[r][t] = _mm512_fmadd_ps(wv[r], xv, a[r][t]);
+        }
+    }
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < nr; r++) {
+            float s = _mm512_reduce_add_ps(a[r][t]);
+            for (int j = i; j < cols; j++) {
+                uint32_t b = (uint32_t)row[r][j] << 16;
+                float f;
+                memcpy(&f, &b, 4);
+                s += f * x[(long)t * ldx + j];
+            }
+            y[(long)t * ldy + r] = s;
+        }
+}
+
+AVX512 void ck_gemm_bf16_exact(const uint16_t *w, int cols, int r0, int r1, const float *x, int m, int ldx, float *y, int ldy) {
+    for (int r = r0; r < r1; r += EXACT_ROWS) {
+        const int nr = r1 - r < EXACT_ROWS ? r1 - r : EXACT_ROWS;
+        for (int t0 = 0; t0 < m; t0 += EXACT_TILE) {
+            const uint16_t *wr = w + (long)r * cols;
+            const float *xt = x + (long)t0 * ldx;
+            float *yt = y + (long)t0 * ldy + r;
+            switch (m - t0 < EXACT_TILE ? m - t0 : EXACT_TILE) {
+            case 8: exact_tile(wr, cols, nr, xt, ldx, yt, ldy, 8); break;
+            case 7: exact_tile(wr, cols, nr, xt, ldx, yt, ldy, 7); break;
+            case 6: exact_tile(wr, cols, nr, xt, ldx, yt, ldy, 6); break;
+            case 5: exact_tile(wr, cols, nr, xt, ldx, yt, ldy, 5); break;
+            case 4: exact_tile(wr, cols, nr, xt, ldx, yt, ldy, 4); break;
+            case 3: exact_tile(wr, cols, nr, xt, ldx, yt, ldy, 3); break;
+            case 2: exact_tile(wr, cols, nr, xt, ldx, yt, ldy, 2); break;
+            default: exact_tile(wr, cols, nr, xt, ldx, yt, ldy, 1); break;
+            }
+        }
+    }
+}
 #else
 int ck_avx512_available(void) { return 0; }
 void ck_gemv_bf16_avx512(const uint16_t *w, int cols, int r0, int r1, const float *x, float *y) {
     (void)w; (void)cols; (void)r0; (void)r1; (void)x; (void)y;
+}
+void ck_gemm_bf16_exact(const uint16_t *w, int cols, int r0, int r1, const float *x, int m, int ldx, float *y, int ldy) {
+    (void)w; (void)cols; (void)r0; (void)r1; (void)x; (void)m; (void)ldx; (void)y; (void)ldy;
 }
 #endif

@@ -107,6 +107,31 @@ public enum Linear {
         w.interleaved && Quant.hasInt8GEMM(w)
     }
 
+    /// Whether `gemmWithGemvArithmetic` runs `w` on this CPU: bf16 weights where the GEMV is the AVX-512 one.
+    public static func hasGemvArithmeticGEMM(_ w: WeightMatrix) -> Bool {
+        #if canImport(CKernels)
+        w.format == .bf16 && bf16GemvAVX512
+        #else
+        false
+        #endif
+    }
+
+    /// Several tokens (a batched decode step) through bf16 weights, each token's row bit for bit what `gemv`
+    /// gives it alone, with each weight read once for all of them (ck_gemm_bf16_exact).
+    public static func gemmWithGemvArithmetic(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix,
+                                              bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+        precondition(hasGemvArithmeticGEMM(w))
+        #if canImport(CKernels)
+        let parts = guidedParts([w.rows], threads: Threading.count, align: 4, minimum: max(4, (1 << 16) / max(w.cols, 1)))
+        parallelFor(parts.count) { p in
+            let r = parts[p].1
+            ck_gemm_bf16_exact(w.data.assumingMemoryBound(to: UInt16.self), Int32(w.cols), Int32(r.lowerBound), Int32(r.upperBound),
+                               x, Int32(tokens), Int32(w.cols), y, Int32(w.rows))
+            addBias(bias, columns: r, tokens: tokens, stride: w.rows, into: y)
+        }
+        #endif
+    }
+
     /// Y[T, N] = X[T, K]·W[N, K]ᵀ (+ b) via tiles of W widened to f32 and single-threaded SGEMM per
     /// thread (one level of parallelism: ours).
     public static func gemm(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix,

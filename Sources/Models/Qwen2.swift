@@ -313,17 +313,22 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
     }
 }
 
-/// Rows through one weight: with `decodeArithmetic`, quantized weights use the int8 GEMM (decode's own
-/// arithmetic, row for row) whatever the prefill precision; one row is the one-token GEMV anyway.
+/// Rows through one weight: with `decodeArithmetic`, quantized weights use the int8 GEMM and bf16 weights
+/// the exact rows kernel (decode's own arithmetic, row for row) whatever the prefill precision; one row is
+/// the one-token GEMV anyway.
 @inline(__always)
 func product(_ x: UnsafePointer<Float>, _ tokens: Int, _ w: WeightMatrix, _ bias: [Float]?, into y: UnsafeMutablePointer<Float>,
              _ decodeArithmetic: Bool) {
-    guard decodeArithmetic && tokens > 1 && Quant.hasInt8GEMM(w) else { return linear(x, tokens, w, bias, into: y) }
-    if let bias {
-        bias.withUnsafeBufferPointer { Quant.gemm(x, tokens: tokens, weight: w, bias: $0.baseAddress!, into: y) }
+    guard decodeArithmetic && tokens > 1 else { return linear(x, tokens, w, bias, into: y) }
+    let run: (UnsafePointer<Float>?) -> Void
+    if Quant.hasInt8GEMM(w) {
+        run = { Quant.gemm(x, tokens: tokens, weight: w, bias: $0, into: y) }
+    } else if Linear.hasGemvArithmeticGEMM(w) {
+        run = { Linear.gemmWithGemvArithmetic(x, tokens: tokens, weight: w, bias: $0, into: y) }
     } else {
-        Quant.gemm(x, tokens: tokens, weight: w, bias: nil, into: y)
+        return linear(x, tokens, w, bias, into: y)
     }
+    if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
 }
 
 @inline(__always)

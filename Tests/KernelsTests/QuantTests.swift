@@ -227,3 +227,30 @@ import CKernels
         }
     }
 }
+
+/// A batched decode step on bf16 weights: each token's row bit for bit the one-token GEMV's.
+@Suite struct GemvArithmeticGEMMTests {
+    @Test(.enabled(if: Linear.hasGemvArithmeticGEMM(weight([0], rows: 1, cols: 1, format: .bf16).0), "the AVX-512 bf16 GEMV only"))
+    func eachTokenEqualsTheGemv() {
+        var rng = SeededRNG(seed: 33)
+        // rows not a multiple of three, columns with a tail past the last 16, token counts around the tile of eight
+        let shapes = [(1, 1, 16), (2, 4, 17), (8, 3, 64), (9, 100, 3584), (16, 37, 100), (3, 600, 48), (20, 7, 1)]
+            + (0..<12).map { _ in (rng.int(2...24), rng.int(1...90), rng.int(1...400)) }
+        for (t, r, c) in shapes {
+            let (w, _) = weight(rng.floats(r * c), rows: r, cols: c, format: .bf16)
+            let x = rng.floats(t * c, scale: 2), bias = rng.floats(r)
+            var y = [Float](repeating: .nan, count: t * r), one = [Float](repeating: .nan, count: r)
+            x.withUnsafeBufferPointer { xb in
+                bias.withUnsafeBufferPointer { bb in
+                    y.withUnsafeMutableBufferPointer {
+                        Linear.gemmWithGemvArithmetic(xb.baseAddress!, tokens: t, weight: w, bias: bb.baseAddress!, into: $0.baseAddress!)
+                    }
+                    for token in 0..<t {
+                        one.withUnsafeMutableBufferPointer { Linear.gemv(w, xb.baseAddress! + token * c, bias: bb.baseAddress!, into: $0.baseAddress!) }
+                        #expect(Array(y[(token * r)..<(token * r + r)]) == one, "\(t)x\(r)x\(c) token \(token)")
+                    }
+                }
+            }
+        }
+    }
+}

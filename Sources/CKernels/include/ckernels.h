@@ -109,6 +109,9 @@ int ck_avx512_available(void);
 
 /// y[r] = Σ_i w[r, i] · x[i] for r0 ≤ r < r1, w bf16 [rows, cols], in float32.
 void ck_gemv_bf16_avx512(const uint16_t *w, int cols, int r0, int r1, const float *x, float *y);
+/// y[t·ldy + r] for tokens t < m (x [m, ldx] floats), rows r0 ≤ r < r1 of bf16 w [rows, cols]: each bit for bit
+/// what ck_gemv_bf16_avx512 gives token t alone. AVX-512 only (ck_avx512_available).
+void ck_gemm_bf16_exact(const uint16_t *w, int cols, int r0, int r1, const float *x, int m, int ldx, float *y, int ldy);
 
 /// Whether this CPU has AVX512_BF16 (the packed GEMM's instruction).
 int ck_bf16_gemm_available(void);
