@@ -3,8 +3,8 @@
 
 // Several tokens against block-quantized weights in plain rows (the layout kept where the CPU has no
 // VNNI), with AVX2's maddubs: for each token the very arithmetic of the one-token kernels ck_gemv_q8_0
-// and ck_gemv_q4_0, in their order, so that a prefill or a batched decode step gives each token the bits
-// that decoding it alone gives. A row (Q8_0 3.5 KB at K = 3584) is read once from memory and then from L1
+// and ck_gemv_q4_0, in their order, so that a batched decode step gives each token the bits that
+// decoding it alone gives. A row (Q8_0 3.5 KB at K = 3584) is read once from memory and then from L1
 // for every tile of up to four tokens; the tokens go in stretches whose activations stay in L2.
 
 #define STRETCH_BYTES (256 << 10)

@@ -100,27 +100,26 @@ public enum Linear {
         }
     }
 
-    /// Whether the int8 prefill precision runs `w` on the int8 GEMM. Plain rows (CPUs without VNNI) keep the
-    /// float GEMM: their AVX2 int8 kernel is no faster than SGEMM there (pp512 Q8_0 0.79x); it serves batched
-    /// decode instead, where it is exact (Qwen2's `product`).
-    public static func prefillTakesInt8GEMM(_ w: WeightMatrix) -> Bool {
-        w.interleaved && Quant.hasInt8GEMM(w)
-    }
-
-    /// Whether `gemmWithGemvArithmetic` runs `w` on this CPU: bf16 weights where the GEMV is the AVX-512 one.
+    /// Whether `gemmWithGemvArithmetic` runs `w` on this CPU: quantized weights (the VNNI int8 GEMM on the
+    /// interleaved layout, the AVX2 one on plain rows) and bf16 weights where the GEMV is the AVX-512 one.
     public static func hasGemvArithmeticGEMM(_ w: WeightMatrix) -> Bool {
         #if canImport(CKernels)
-        w.format == .bf16 && bf16GemvAVX512
+        if w.format.isQuantized { return w.interleaved ? Quant.hasInt8GEMM(w) : Quant.plainGEMMAvailable }
+        return w.format == .bf16 && bf16GemvAVX512
         #else
-        false
+        return false
         #endif
     }
 
-    /// Several tokens (a batched decode step) through bf16 weights, each token's row bit for bit what `gemv`
-    /// gives it alone, with each weight read once for all of them (ck_gemm_bf16_exact).
+    /// Several tokens (a batched decode step), each token's row bit for bit what `gemv` gives it alone, with
+    /// each weight read once for all of them.
     public static func gemmWithGemvArithmetic(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix,
                                               bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
         precondition(hasGemvArithmeticGEMM(w))
+        if w.format.isQuantized {
+            let gemm = w.interleaved ? Quant.gemm : Quant.gemmPlain
+            return gemm(x, tokens, w, bias, y)
+        }
         #if canImport(CKernels)
         let parts = guidedParts([w.rows], threads: Threading.count, align: 4, minimum: max(4, (1 << 16) / max(w.cols, 1)))
         parallelFor(parts.count) { p in
@@ -138,7 +137,7 @@ public enum Linear {
                             bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
         #if canImport(CKernels)
         let precision = effectivePrefillPrecision
-        if precision == .int8 && prefillTakesInt8GEMM(w) {
+        if precision == .int8 && Quant.hasInt8GEMM(w) {
             Quant.gemm(x, tokens: tokens, weight: w, bias: bias, into: y)
             return
         }

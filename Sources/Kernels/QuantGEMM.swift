@@ -15,14 +15,13 @@ extension Quant {
         #endif
     }
 
-    /// Whether `gemm` applies to `w` on this CPU: its VNNI kernels read the interleaved decode layout;
-    /// without VNNI the weights keep plain rows, and the AVX2 kernels read those.
+    /// Whether `gemm` applies to `w` on this CPU (its VNNI kernels read the interleaved decode layout).
     public static func hasInt8GEMM(_ w: WeightMatrix) -> Bool {
-        guard w.format.isQuantized else { return false }
-        return w.interleaved ? int8GEMMAvailable : plainGEMMAvailable
+        int8GEMMAvailable && w.format.isQuantized && w.interleaved
     }
 
-    /// Where plain rows take the int8 GEMM: CPUs without VNNI (MINICPMO_NO_VNNI=1 counts) in an AVX2 build.
+    /// Whether `gemmPlain` runs vectorized here: plain rows are the layout without VNNI (MINICPMO_NO_VNNI=1
+    /// counts), and its kernels need an AVX2 build.
     static var plainGEMMAvailable: Bool {
         #if canImport(CKernels)
         !vnni && ck_gemm_plain_vectorized() != 0
@@ -72,9 +71,8 @@ extension Quant {
     /// Y[T, N] = X[T, K]·W[N, K]ᵀ (+ b) for an interleaved quantized W (`hasInt8GEMM`).
     public static func gemm(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
                             into y: UnsafeMutablePointer<Float>) {
-        precondition(hasInt8GEMM(w), "Quant.gemm needs quantized weights: interleaved with VNNI, plain rows with AVX2")
+        precondition(hasInt8GEMM(w), "Quant.gemm needs interleaved quantized weights and VNNI")
         #if canImport(CKernels)
-        guard w.interleaved else { return gemmPlain(x, tokens: tokens, weight: w, bias: bias, into: y) }
         let n = w.rows, k = w.cols
         let xq = QuantizedRows(x, tokens: tokens, cols: k, q4: w.format == .q4_0)
         defer { xq.deallocate() }
@@ -107,8 +105,9 @@ extension Quant {
         #endif
     }
 
-    /// `gemm` on plain rows (ck_gemm_q8_0_plain / ck_gemm_q4_0_plain): each token's activations quantized and
-    /// prepared as the one-token GEMV prepares them, so every token's row is the bits decode gives it.
+    /// Several tokens against plain quantized rows (ck_gemm_q8_0_plain / ck_gemm_q4_0_plain), for batched decode
+    /// without VNNI: each token's activations quantized and prepared as the one-token GEMV prepares them, so
+    /// every token's row is the bits decode gives it. Prefill keeps SGEMM there (no faster: pp512 Q8_0 0.79x).
     static func gemmPlain(_ x: UnsafePointer<Float>, tokens: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
                           into y: UnsafeMutablePointer<Float>) {
         #if canImport(CKernels)

@@ -260,8 +260,8 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
     }
 
     /// One decode step of several sequences at once: row i of h [n, hidden] is sequence i's token at
-    /// positions[i], attending over its own keys and values. Each weight is read once for all n rows;
-    /// quantized weights take the int8 GEMM, whose rows equal the one-token GEMV's exactly, so a
+    /// positions[i], attending over its own keys and values. Each weight is read once for all n rows, by a
+    /// GEMM whose rows equal the one-token GEMV's exactly where the CPU has one (`product`), so a
     /// sequence's logits are those it would get alone.
     func decodeBatch(_ h: UnsafeMutablePointer<Float>, n: Int, positions: [Int], cos: UnsafePointer<Float>,
                      sin: UnsafePointer<Float>, rope: RoPE, shape: AttentionShape, keys: [KVRows], values: [KVRows],
@@ -313,22 +313,18 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
     }
 }
 
-/// Rows through one weight: with `decodeArithmetic`, quantized weights use the int8 GEMM and bf16 weights
-/// the exact rows kernel (decode's own arithmetic, row for row) whatever the prefill precision; one row is
+/// Rows through one weight: with `decodeArithmetic`, a GEMM whose rows are the one-token GEMV's bit for bit
+/// (`Linear.gemmWithGemvArithmetic`) wherever this CPU has one, whatever the prefill precision; one row is
 /// the one-token GEMV anyway.
 @inline(__always)
 func product(_ x: UnsafePointer<Float>, _ tokens: Int, _ w: WeightMatrix, _ bias: [Float]?, into y: UnsafeMutablePointer<Float>,
              _ decodeArithmetic: Bool) {
-    guard decodeArithmetic && tokens > 1 else { return linear(x, tokens, w, bias, into: y) }
-    let run: (UnsafePointer<Float>?) -> Void
-    if Quant.hasInt8GEMM(w) {
-        run = { Quant.gemm(x, tokens: tokens, weight: w, bias: $0, into: y) }
-    } else if Linear.hasGemvArithmeticGEMM(w) {
-        run = { Linear.gemmWithGemvArithmetic(x, tokens: tokens, weight: w, bias: $0, into: y) }
+    guard decodeArithmetic && tokens > 1 && Linear.hasGemvArithmeticGEMM(w) else { return linear(x, tokens, w, bias, into: y) }
+    if let bias {
+        bias.withUnsafeBufferPointer { Linear.gemmWithGemvArithmetic(x, tokens: tokens, weight: w, bias: $0.baseAddress!, into: y) }
     } else {
-        return linear(x, tokens, w, bias, into: y)
+        Linear.gemmWithGemvArithmetic(x, tokens: tokens, weight: w, bias: nil, into: y)
     }
-    if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
 }
 
 @inline(__always)

@@ -43,8 +43,11 @@ final class PrefixCache {
     /// the budget.
     func checkin(_ session: LanguageSession) {
         guard session.cache.length > 0 else { return }
-        for old in sessions where old.isPrefix(of: session) { old.reset() }
-        sessions.removeAll { $0.cache.length == 0 }
+        sessions.removeAll { old in
+            guard old.isPrefix(of: session) else { return false }
+            old.reset()
+            return true
+        }
         sessions.append(session)
         while bytes > budgetBytes, !sessions.isEmpty {
             sessions.removeFirst().reset()  // its pages go back to the pool unless another holds them

@@ -80,7 +80,7 @@ import CKernels
             var y = [Float](repeating: .nan, count: t * r)
             Linear.$prefillPrecisionOverride.withValue(.int8) { Linear.forward(x, tokens: t, weight: w, bias: nil, into: &y) }
             #expect(relErr(y, reference) < 2e-2, "\(format)")
-            if Linear.prefillTakesInt8GEMM(w) {
+            if Quant.hasInt8GEMM(w) {
                 var direct = [Float](repeating: .nan, count: t * r)
                 Quant.gemm(x, tokens: t, weight: w, bias: nil, into: &direct)
                 #expect(y == direct)
