@@ -73,11 +73,12 @@ public final class SpeechModel: @unchecked Sendable {
 
     /// Codes for `text` spoken with the speaker vector taken from the LLM (its final-norm hidden state
     /// at `<|spk|>`), by the non-streaming schedule.
+    /// `stepper` takes the TTS steps (to batch them with other answers').
     public func codes(text: String, speakerHidden: [Float], sampler: inout CodeSampler, maxFrames: Int = 2048,
-                      shouldStop: () -> Bool = { false }) -> [[Int]] {
+                      stepper: ConditionalChatTTS.Stepper? = nil, shouldStop: () -> Bool = { false }) -> [[Int]] {
         let ids = tokenizer.encode(text)
         let ctx = tts.makeContext(text: ids, specials: specials, speaker: tts.projectSpeaker(speakerHidden), maxFrames: maxFrames)
-        return tts.synthesize(ctx, sampler: &sampler, maxFrames: maxFrames, shouldStop: shouldStop)
+        return tts.synthesize(ctx, sampler: &sampler, maxFrames: maxFrames, stepper: stepper, shouldStop: shouldStop)
     }
 
     /// codes [T][4] → mel → waveform.
@@ -88,8 +89,9 @@ public final class SpeechModel: @unchecked Sendable {
     }
 
     public func speak(text: String, speakerHidden: [Float], sampler: inout CodeSampler, maxFrames: Int = 2048,
-                      shouldStop: () -> Bool = { false }) -> SpeechOutput {
-        render(codes(text: text, speakerHidden: speakerHidden, sampler: &sampler, maxFrames: maxFrames, shouldStop: shouldStop))
+                      stepper: ConditionalChatTTS.Stepper? = nil, shouldStop: () -> Bool = { false }) -> SpeechOutput {
+        render(codes(text: text, speakerHidden: speakerHidden, sampler: &sampler, maxFrames: maxFrames, stepper: stepper,
+                     shouldStop: shouldStop))
     }
 }
 

@@ -59,6 +59,8 @@ public final class SpeechStreamer: @unchecked Sendable {
     public private(set) var finished = false
     /// Asked between frame batches: true stops the speech where it is (a listener who left).
     public var shouldStop: () -> Bool = { false }
+    /// Takes the TTS steps (to batch them with other answers'); nil: the TTS's own.
+    public var stepper: ConditionalChatTTS.Stepper?
     public private(set) var segments = 1
     /// Text tokens at which a segment is cut at the next sentence end (300 − 180).
     static let segmentThreshold = 120
@@ -138,7 +140,7 @@ public final class SpeechStreamer: @unchecked Sendable {
         tts.setText(ctx, textIDs, complete: final, specials: speech.specials)
         let begin = chunk == 0 ? 0 : chunk * step + 2, end = min((chunk + 1) * step + 2, last)
         if end > begin { tts.prefillText(ctx, begin: begin, end: end) }
-        tts.generate(ctx, maxNew: 25, sampler: &sampler) { [self] in
+        tts.generate(ctx, maxNew: 25, sampler: &sampler, stepper: stepper) { [self] in
             if shouldStop() { return false }
             if emitted == 0 && previous == nil && ctx.frames.count - rendered >= firstChunkFrames { renderNew() }
             return true
@@ -153,7 +155,7 @@ public final class SpeechStreamer: @unchecked Sendable {
         let chunks = (ctx.ids.count + step - 1) / step
         while !ctx.finished && chunk < chunks && !shouldStop() { advance(final: true) }
         while !ctx.finished && codes.count <= maxFrames && ctx.length < ctx.capacity && !shouldStop() {
-            tts.generate(ctx, maxNew: 25, sampler: &sampler)
+            tts.generate(ctx, maxNew: 25, sampler: &sampler, stepper: stepper)
             renderNew()
         }
     }

@@ -260,19 +260,20 @@ public struct Qwen2DecoderLayer: @unchecked Sendable {
     }
 
     /// One decode step of several sequences at once: row i of h [n, hidden] is sequence i's token at
-    /// positions[i], attending over its own keys and values. Each weight is read once for all n rows, by a
+    /// positions[i], attending over its own keys and values (under its own additive mask row [p + 1], if
+    /// any). Each weight is read once for all n rows, by a
     /// GEMM whose rows equal the one-token GEMV's exactly where the CPU has one (`product`), so a
     /// sequence's logits are those it would get alone.
     func decodeBatch(_ h: UnsafeMutablePointer<Float>, n: Int, positions: [Int], cos: UnsafePointer<Float>,
                      sin: UnsafePointer<Float>, rope: RoPE, shape: AttentionShape, keys: [KVRows], values: [KVRows],
-                     scratch s: Scratch) {
+                     masks: [UnsafePointer<Float>?]? = nil, scratch s: Scratch) {
         let kvd = k.rows, qd = q.rows
         project(h, n, cos: cos, sin: sin, rope: rope, shape: shape, decodeArithmetic: true, scratch: s)
         for (i, p) in positions.enumerated() {
             keys[i].store(p, row: s.k.pointer + i * kvd, heads: shape.kvHeads, headDim: shape.headDim)
             values[i].store(p, row: s.v.pointer + i * kvd, heads: shape.kvHeads, headDim: shape.headDim)
             Attention.forward(q: s.q.pointer + i * qd, tokens: 1, queryStart: p, shape: shape, keys: keys[i], values: values[i],
-                              kvLength: p + 1, causal: true, mask: nil, into: s.attn.pointer + i * qd)
+                              kvLength: p + 1, causal: true, mask: masks?[i] ?? nil, into: s.attn.pointer + i * qd)
         }
         finish(h, n, decodeArithmetic: true, scratch: s)
     }

@@ -5,11 +5,13 @@ import MiniCPMO
 /// advance together, one token each per step, with every weight read once for all of them
 /// (`LanguageSession.step(_:sessions:)`). A new request joins between steps. Its prompt is prefilled
 /// one chunk per step, each sized to take about `stepSeconds` while others are being written, so a long
-/// prompt delays their next token by one chunk at a time and does not freeze them. Spoken answers and other work
-/// (`perform`) run whole, between steps, as the serial scheduler runs them.
+/// prompt delays their next token by one chunk at a time and does not freeze them. A spoken answer's text
+/// is written in the batch too, and its speech (`SpeechBatch`) goes on between steps, the TTS steps of all
+/// answers being spoken taken together. Other work (`perform`) runs whole, between steps.
 ///
-/// With q8/q4 weights every answer's tokens are exactly those it gets alone; with float weights the
-/// batched arithmetic differs in rounding only.
+/// With q8/q4 weights every answer's tokens are exactly those it gets alone (and its speech too, where
+/// the TTS's weights have a GEMM with the GEMV's arithmetic); with float weights the batched arithmetic
+/// differs in rounding only.
 public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
     public let engine: Engine
     public let maxQueue: Int
@@ -56,9 +58,12 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
         var resumeNext: Int?
         /// Preempted: it waits until more than this many answers have left the batch.
         var waitFor: Int?
+        /// Its speech, when it is spoken.
+        let voice: Voice?
 
         init(flag: CancellationFlag, events: AsyncThrowingStream<ChatEvent, Error>.Continuation, prompt: Prompt,
-             session: LanguageSession, stream: TokenStream) {
+             session: LanguageSession, stream: TokenStream, voice: Voice?) {
+            self.voice = voice
             self.flag = flag
             self.events = events
             self.prompt = prompt
@@ -74,6 +79,9 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
     private var queue: [Work] = []
     private var active: [Active] = []
     private var runningWhole = 0
+    /// Answers whose text is written and whose speech goes on.
+    private var speakingAfterText = 0
+    private let speech = SpeechBatch()
     private var completed = 0
     private var cancelledCount = 0
     private var stopped = false
@@ -93,6 +101,12 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
     /// The most answers one step has advanced together, and the steps taken.
     public var largestBatch: Int { condition.withLock { largest } }
     public var batchedSteps: Int { condition.withLock { steps } }
+    /// The most spoken answers one TTS step has advanced together, and the TTS steps taken.
+    public var largestSpeechBatch: Int { condition.withLock { speechLargest } }
+    public var speechSteps: Int { condition.withLock { speechStepCount } }
+    private var speechLargest = 0, speechStepCount = 0
+    /// How long the last batched step of the text answers took.
+    private var lastStepSeconds = 0.0
 
     /// - maxBatch: answers decoded together; more wait in the queue.
     /// - prefillBudget: prompt tokens a joining request prefills per step.
@@ -111,7 +125,7 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
 
     public var status: SchedulerStatus {
         condition.withLock {
-            SchedulerStatus(queued: queue.count, running: active.count + runningWhole, maxQueue: maxQueue, completed: completed,
+            SchedulerStatus(queued: queue.count, running: active.count + runningWhole + speakingAfterText, maxQueue: maxQueue, completed: completed,
                             cancelled: cancelledCount)
         }
     }
@@ -131,13 +145,7 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
         let flag = CancellationFlag()
         let (stream, continuation) = AsyncThrowingStream<ChatEvent, Error>.makeStream(bufferingPolicy: .unbounded)
         continuation.onTermination = { _ in flag.cancel() }
-        if job.speech != nil {
-            // spoken answers run whole (their speech follows the text token by token)
-            let engine = self.engine
-            try enqueue(.whole(flag, run: { runWhole(engine, job, flag, continuation) }, abandon: { continuation.finish(throwing: $0) }))
-        } else {
-            try enqueue(.chat(job, flag, continuation))
-        }
+        try enqueue(.chat(job, flag, continuation))
         return Submission(events: stream, flag: flag)
     }
 
@@ -160,8 +168,8 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
             // take new work: whole jobs run now, text answers join the batch while there is room
             var taken: [Work] = []
             let quit: Bool = condition.withLock {
-                while queue.isEmpty && active.isEmpty && !stopped { condition.wait() }
-                if queue.isEmpty && active.isEmpty && stopped { return true }
+                while queue.isEmpty && active.isEmpty && speech.isEmpty && !stopped { condition.wait() }
+                if queue.isEmpty && active.isEmpty && speech.isEmpty && stopped { return true }
                 var room = maxBatch - active.count
                 while let w = queue.first {
                     if case .chat = w {
@@ -177,6 +185,7 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
             dropCancelled()
             prefillOne()
             step()
+            speak()
         }
     }
 
@@ -196,7 +205,9 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
             do {
                 let (prompt, options) = try engine.prepare(job)
                 let stream = try TokenStream(generator: engine.generator, options: options, budget: options.maxTokens)
-                let a = Active(flag: flag, events: events, prompt: prompt, session: engine.checkout(for: prompt), stream: stream)
+                let voice = try job.speech.map { try Voice($0, engine: engine, prompt: prompt) }
+                let a = Active(flag: flag, events: events, prompt: prompt, session: engine.checkout(for: prompt), stream: stream,
+                               voice: voice)
                 condition.withLock { active.append(a) }
             } catch {
                 count(ended: false)
@@ -225,8 +236,42 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
     private func fail(_ a: Active, _ error: Error) {
         remove(a)
         engine.release(a.session, keep: false)
-        count(ended: false)
-        a.events.finish(throwing: error)
+        let events = a.events
+        endSpeech(a, cancelled: true) { events.finish(throwing: error) }
+    }
+
+    /// Once an answer's speech has ended (at once where there is none), counts the answer and runs `last`
+    /// (a cancelled or failed answer's speech stops where it is).
+    private func endSpeech(_ a: Active, cancelled: Bool, spoken: String = "", last: @escaping () -> Void) {
+        if cancelled { a.flag.cancel() }
+        guard let voice = a.voice, voice.textEnded(spoken: spoken, flag: a.flag) else {
+            count(ended: !cancelled)
+            return last()
+        }
+        condition.withLock { speakingAfterText += 1 }
+        voice.onDone = { [self] in
+            condition.withLock { speakingAfterText -= 1 }
+            if !cancelled && a.flag.isCancelled {  // the listener left while it spoke
+                count(ended: false)
+                return a.events.finish(throwing: RuntimeError.cancelled)
+            }
+            count(ended: !cancelled)
+            last()
+        }
+        speech.add(voice)
+    }
+
+    /// The speech of the spoken answers: while text answers are being written, for about as long as their
+    /// last step took (text and speech take turns of equal time, and answers that start speaking a little
+    /// apart are spoken together), else for up to two steps' time.
+    private func speak() {
+        guard !speech.isEmpty else { return }
+        let writing = condition.withLock { !active.isEmpty }
+        speech.run(for: writing ? min(stepSeconds, max(lastStepSeconds, 0.02)) : 2 * stepSeconds)
+        condition.withLock {
+            speechLargest = max(speechLargest, speech.largest)
+            speechStepCount = speech.steps
+        }
     }
 
     /// The next chunk of the oldest prompt still going in; its first token once it is all in. While
@@ -242,7 +287,10 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
         let size = othersWriting ? max(16, min(prefillBudget, Int(prefillRate * stepSeconds))) : prefillBudget
         let total = a.input.tokens.count, target = min(total, a.fed + size)
         do {
-            let r = try a.session.prefill(a.input.prefix(target), chunk: prefillBudget)
+            // the speaker vector of a spoken answer, in the chunk that holds <|spk|>
+            let at = a.voice?.capture.flatMap { $0 < target ? $0 : nil }
+            let r = try a.session.prefill(a.input.prefix(target), chunk: prefillBudget, hiddenAt: at)
+            if let h = r.hidden { a.voice?.heard(h, flag: a.flag, events: a.events) }
             let seconds = Date().timeIntervalSince(t0)
             if target - a.fed >= 16 { prefillRate = 0.5 * prefillRate + 0.5 * Double(target - a.fed) / max(seconds, 1e-4) }
             a.fed = target
@@ -295,6 +343,8 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
             steps += 1
         }
         var batch = ready
+        let t0 = Date()
+        defer { lastStepSeconds = Date().timeIntervalSince(t0) }
         while !batch.isEmpty {
             do {
                 let logits = try LanguageSession.step(batch.map { $0.next! }, sessions: batch.map(\.session))
@@ -324,6 +374,7 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
         a.next = a.stream.advance(logits, onText: { piece in
             guard !flag.isCancelled else { return false }
             events.yield(.text(piece))
+            a.voice?.write(piece)
             return !flag.isCancelled
         })
         guard a.next == nil else { return }
@@ -334,11 +385,17 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
         result.timings.prefillSeconds = a.prefillSeconds
         let cancelled = result.finishReason == .cancelled || flag.isCancelled
         engine.release(a.session, keep: !cancelled, hit: cancelled ? nil : a.reused > 0)
-        count(ended: !cancelled)  // before the stream ends, so that a client that sees the end sees the count
-        if cancelled {
-            events.finish(throwing: RuntimeError.cancelled)
-        } else {
-            events.yield(.finished(ChatOutcome(result: result)))
+        let spoken = a.voice == nil ? "" : SpeechModel.spokenText(result.tokenIds, tokenizer: engine.generator.tokenizer)
+        // counted before the stream ends, so that a client that sees the end sees the count
+        endSpeech(a, cancelled: cancelled, spoken: spoken) {
+            if cancelled { return events.finish(throwing: RuntimeError.cancelled) }
+            var outcome = ChatOutcome(result: result)
+            if let voice = a.voice {
+                outcome.spokenText = spoken
+                outcome.wave = voice.wave
+                outcome.speechFrames = voice.frames
+            }
+            events.yield(.finished(outcome))
             events.finish()
         }
     }

@@ -188,44 +188,106 @@ public final class ConditionalChatTTS: @unchecked Sendable {
         let d = config.hiddenSize, p = ctx.length
         precondition(p < ctx.capacity, "TTS context is full")
         let x = FloatBuffer(zeros: d)
+        embedInput(ctx, into: x.pointer)
+        let mask = stepMask(ctx)
+        mask.withUnsafeBufferPointer { run(x, positions: [p], ctx: ctx, kvLength: p + 1, mask: $0.baseAddress!) }
+        ctx.advance()
+        return headLogits(x.pointer)
+    }
+
+    /// One step of several utterances together (several spoken answers at once): each weight of the
+    /// transformer is read once for all of them, and each context's logits are those `step` gives it alone
+    /// wherever the CPU has a GEMM with the GEMV's arithmetic for the weights (q8/q4; bf16 with AVX-512),
+    /// else equal up to rounding.
+    public func step(_ contexts: [Context]) -> [[Float]] {
+        precondition(Set(contexts.map(ObjectIdentifier.init)).count == contexts.count, "one step per context")
+        if contexts.count <= 1 { return contexts.map { step($0) } }
+        let d = config.hiddenSize, n = contexts.count
+        let positions = contexts.map(\.length)
+        for (c, p) in zip(contexts, positions) { precondition(p < c.capacity, "TTS context is full") }
+        let x = FloatBuffer(zeros: n * d)
+        for (i, c) in contexts.enumerated() { embedInput(c, into: x.pointer + i * d) }
+        // the mask rows, one after another in one buffer
+        let rows = contexts.map(stepMask)
+        let offsets = rows.reduce(into: [0]) { $0.append($0.last! + $1.count) }
+        let masks = FloatBuffer(count: offsets.last!)
+        for (r, o) in zip(rows, offsets) { r.withUnsafeBufferPointer { (masks.pointer + o).update(from: $0.baseAddress!, count: r.count) } }
+        let maskRows: [UnsafePointer<Float>?] = offsets.dropLast().map { UnsafePointer(masks.pointer + $0) }
+        let (cos, sin) = rope.table(positions: positions)
+        let scratch = Qwen2DecoderLayer.Scratch(config: config.decoder, tokens: n)
+        for (l, layer) in layers.enumerated() {
+            cos.withUnsafeBufferPointer { cp in
+                sin.withUnsafeBufferPointer { sp in
+                    layer.decodeBatch(x.pointer, n: n, positions: positions, cos: cp.baseAddress!, sin: sp.baseAddress!, rope: rope, shape: shape,
+                                      keys: contexts.map { KVRows(contiguous: $0.keys[l].pointer, heads: shape.kvHeads, headDim: shape.headDim) },
+                                      values: contexts.map { KVRows(contiguous: $0.values[l].pointer, heads: shape.kvHeads, headDim: shape.headDim) },
+                                      masks: maskRows, scratch: scratch)
+                }
+            }
+        }
+        withExtendedLifetime(masks) {}
+        norm.withUnsafeBufferPointer { Norm.rms(x.pointer, rows: n, dim: d, weight: $0.baseAddress!, eps: 1e-6, into: x.pointer) }
+        for c in contexts { c.advance() }
+        // the heads are small (4 × 626 rows): read per context, by the GEMV `step` uses
+        return (0..<n).map { headLogits(x.pointer + $0 * d) }
+    }
+
+    /// Whether `step(_ contexts:)` gives each context exactly the logits `step` gives it alone on this CPU.
+    public var stepsExactlyInBatches: Bool { layers.allSatisfy { $0.linearWeights.allSatisfy(Linear.hasGemvArithmeticGEMM) } }
+
+    /// A step's input: the audio BOS (first step) or the sum of the last sampled frame's code embeddings.
+    private func embedInput(_ ctx: Context, into x: UnsafeMutablePointer<Float>) {
+        let d = config.hiddenSize
         if let codes = ctx.pending {
+            x.initialize(repeating: 0, count: d)
             let row = FloatBuffer(count: d)
             for (q, code) in codes.enumerated() {
                 embCode[q].readRow(code, into: row.pointer)
-                axpy(1, row.pointer, x.pointer, d)
+                axpy(1, row.pointer, x, d)
             }
         } else {
-            embText.readRow(config.audioBosTokenID, into: x.pointer)
+            embText.readRow(config.audioBosTokenID, into: x)
             ctx.bosFed = true
         }
-        // keys past the visible text (10 more per 50 frames) or outside the text mask are hidden; the
-        // BOS slot (last condition slot) is never seen; audio positions always are
-        let cond = ctx.ids.count
+    }
+
+    /// The additive mask row [P + 1] of a step at P: keys past the visible text (10 more per 50 frames)
+    /// or outside the text mask are hidden; the BOS slot (last condition slot) is never seen; audio
+    /// positions always are.
+    private func stepMask(_ ctx: Context) -> [Float] {
+        let p = ctx.length, cond = ctx.ids.count
         let unlocked = min(Int((Double(p - config.streamingTextReservedLength) / Double(config.streamingAudioChunkSize)).rounded(.up))
                            * config.streamingTextChunkSize, config.streamingTextReservedLength) + 2
         var mask = [Float](repeating: 0, count: p + 1)
         for j in 0..<min(cond, p + 1) where j >= unlocked || !ctx.textMask[j] { mask[j] = -.infinity }
-        mask.withUnsafeBufferPointer { run(x, positions: [p], ctx: ctx, kvLength: p + 1, mask: $0.baseAddress!) }
-        ctx.advance()
+        return mask
+    }
+
+    /// The four heads' logits [numVQ × numAudioTokens] of one final-norm hidden state.
+    private func headLogits(_ h: UnsafePointer<Float>) -> [Float] {
         var logits = [Float](repeating: 0, count: config.numVQ * config.numAudioTokens)
         for q in 0..<config.numVQ {
             logits.withUnsafeMutableBufferPointer {
-                Linear.forward(x.pointer, tokens: 1, weight: heads[q], bias: nil, into: $0.baseAddress! + q * config.numAudioTokens)
+                Linear.forward(h, tokens: 1, weight: heads[q], bias: nil, into: $0.baseAddress! + q * config.numAudioTokens)
             }
         }
         return logits
     }
 
+    /// Takes one step of a context, as `step(_:)` does: how an utterance's steps reach a batch.
+    public typealias Stepper = (Context) -> [Float]
+
     /// Up to `maxNew` frames (one `generate()` call of the reference: EOS is suppressed for its first
     /// `minNew` steps). Stops at the first frame with EOS in any codebook.
     /// `afterFrame` runs after each frame is sampled (to render audio before the call ends); false
     /// stops the call there.
-    public func generate(_ ctx: Context, maxNew: Int, minNew: Int = 10, sampler: inout CodeSampler,
+    /// `stepper` takes the steps in place of `step` (e.g. to batch them with other utterances').
+    public func generate(_ ctx: Context, maxNew: Int, minNew: Int = 10, sampler: inout CodeSampler, stepper: Stepper? = nil,
                          afterFrame: (() -> Bool)? = nil) {
         var i = 0
         while i < maxNew && !ctx.finished && ctx.length < ctx.capacity {
             let bos = ctx.pending == nil
-            let logits = step(ctx)
+            let logits = stepper?(ctx) ?? step(ctx)
             let codes = sampler.sample(logits, config: config, bos: bos, suppressEOS: i < minNew, history: ctx.frames)
             ctx.appendFrame(codes, eos: config.eosCode)
             i += 1
@@ -285,17 +347,17 @@ extension ConditionalChatTTS {
     /// until EOS or `maxFrames`. Returns the frames (EOS frame dropped). `shouldStop` is asked between
     /// calls (a listener who left).
     public func synthesize(_ ctx: Context, sampler: inout CodeSampler, chunkFrames: Int = 25, maxFrames: Int = 2048,
-                           shouldStop: () -> Bool = { false }) -> [[Int]] {
+                           stepper: Stepper? = nil, shouldStop: () -> Bool = { false }) -> [[Int]] {
         let step = config.streamingTextChunkSize, last = ctx.ids.count - 1
         let chunks = (ctx.ids.count + step - 1) / step
         for c in 0..<chunks {
             let begin = c == 0 ? 0 : c * step + 2, end = min((c + 1) * step + 2, last)
             if end > begin { prefillText(ctx, begin: begin, end: end) }
-            generate(ctx, maxNew: chunkFrames, sampler: &sampler)
+            generate(ctx, maxNew: chunkFrames, sampler: &sampler, stepper: stepper)
             if ctx.finished || shouldStop() { return ctx.frames }
         }
         while !ctx.finished && ctx.frames.count <= maxFrames && ctx.length < ctx.capacity && !shouldStop() {
-            generate(ctx, maxNew: chunkFrames, sampler: &sampler)
+            generate(ctx, maxNew: chunkFrames, sampler: &sampler, stepper: stepper)
         }
         return ctx.frames
     }
