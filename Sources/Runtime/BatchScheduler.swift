@@ -111,12 +111,23 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
     /// - maxBatch: answers decoded together; more wait in the queue.
     /// - prefillBudget: prompt tokens a joining request prefills per step.
     /// - stepSeconds: how long a joining prompt's chunk may delay the running answers' next token.
-    public init(engine: Engine, maxQueue: Int = 64, maxBatch: Int = 8, prefillBudget: Int = 512, stepSeconds: Double = 0.4) {
+    /// - onSpeechStep: runs on the scheduler's thread after each batched TTS step, with the number of
+    ///   spoken answers it advanced (for metrics; it must not block).
+    public init(engine: Engine, maxQueue: Int = 64, maxBatch: Int = 8, prefillBudget: Int = 512, stepSeconds: Double = 0.4,
+                onSpeechStep: (@Sendable (Int) -> Void)? = nil) {
         self.engine = engine
         self.stepSeconds = stepSeconds
         self.maxQueue = max(0, maxQueue)
         self.maxBatch = max(1, maxBatch)
         self.prefillBudget = max(1, prefillBudget)
+        speech.afterStep = { [weak self] n in
+            guard let self else { return }
+            condition.withLock {
+                speechLargest = max(speechLargest, n)
+                speechStepCount += 1
+            }
+            onSpeechStep?(n)
+        }
         let thread = Thread { self.loop() }
         thread.name = "minicpmo-batch"
         thread.stackSize = 8 << 20
@@ -268,10 +279,6 @@ public final class BatchScheduler: RequestScheduler, @unchecked Sendable {
         guard !speech.isEmpty else { return }
         let writing = condition.withLock { !active.isEmpty }
         speech.run(for: writing ? min(stepSeconds, max(lastStepSeconds, 0.02)) : 2 * stepSeconds)
-        condition.withLock {
-            speechLargest = max(speechLargest, speech.largest)
-            speechStepCount = speech.steps
-        }
     }
 
     /// The next chunk of the oldest prompt still going in; its first token once it is all in. While

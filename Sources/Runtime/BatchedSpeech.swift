@@ -150,8 +150,8 @@ final class Voice: @unchecked Sendable {
 /// all of them). Used by the scheduler's thread only.
 final class SpeechBatch {
     private(set) var voices: [Voice] = []
-    private(set) var largest = 0
-    private(set) var steps = 0
+    /// Runs after each batched step with the number of utterances it advanced.
+    var afterStep: ((Int) -> Void)?
 
     var isEmpty: Bool { voices.isEmpty }
 
@@ -170,9 +170,8 @@ final class SpeechBatch {
             if ready.isEmpty { break }
             precondition(ready.allSatisfy { $0.stack.tts === tts }, "one speech model per batch")
             let logits = tts.step(ready.map { $0.fiber!.pending! })
-            largest = max(largest, ready.count)
-            steps += 1
             for (v, l) in zip(ready, logits) { v.fiber!.deliver(l) }
+            afterStep?(ready.count)
         } while Date() < deadline
         let done = voices.filter { $0.fiber?.done == true }
         voices.removeAll { $0.fiber?.done == true }

@@ -68,28 +68,32 @@ import TestSupport
         #expect(engine.cacheStats.kvPagesInUse == 0)
     }
 
-    /// A spoken answer called off while it speaks ends as cancelled; the one beside it goes on.
+    /// A spoken answer called off while it speaks ends as cancelled within a frame; the one beside it goes on.
     @Test func aCancelledSpokenAnswerStopsSpeaking() async throws {
         let engine = try Engine(model: TestServer.model, contextLength: 8192, cacheBytes: 0)
-        let batch = BatchScheduler(engine: engine, maxBatch: 4)
-        defer { batch.shutdown() }
-        var long = Self.job("Speak for a long time.", streaming: false, seed: 5)
-        long.speech?.maxFrames = 2048
-        let a = try batch.submit(long), b = try batch.submit(Self.job("Speak briefly.", streaming: true, seed: 6))
-        let aTask = Task { try await Self.hear(a) }
-        // a thread of its own watches the scheduler, so the call comes within a TTS step or two
-        let called = Mutex(-1)
-        Thread.detachNewThread {
-            while batch.speechSteps < 3 { usleep(100) }
-            a.cancel()
-            called.withLock { $0 = batch.speechSteps }
+        // the short answer's text is done first and it speaks alone while the long one is written; the
+        // call comes after its first TTS step, before EOS can end it (EOS is barred for 10 frames)
+        let short = Self.job("Speak briefly.", streaming: false, seed: 5, maxTokens: 4)
+        let long = Self.job("Then speak a little longer about it.", streaming: false, seed: 6, maxTokens: 32)
+        let toCancel = Mutex<Submission?>(nil), firstStep = Mutex(0)
+        let batch = BatchScheduler(engine: engine, maxBatch: 4) { n in
+            firstStep.withLock { if $0 == 0 { $0 = n } }
+            toCancel.withLock { $0?.cancel() }
         }
+        defer { batch.shutdown() }
+        let a = try batch.submit(short)
+        toCancel.withLock { $0 = a }
+        let b = try batch.submit(long)
+        let aTask = Task { try await Self.hear(a) }
         let bHeard = try await Self.hear(b)
         let aResult: Result<Heard, Error>
         do { aResult = .success(try await aTask.value) } catch { aResult = .failure(error) }
-        #expect(bHeard.chunks > 0 && bHeard.wave?.isEmpty == false)
-        guard case let .failure(e) = aResult else { Issue.record("the cancelled answer finished (called at step \(called.withLock { $0 }))"); return }
+        #expect(bHeard.wave?.isEmpty == false && bHeard.frames > 0)
+        #expect(firstStep.withLock { $0 } == 1, "the short answer speaks alone first")
+        guard case let .failure(e) = aResult else { Issue.record("the cancelled answer finished"); return }
         #expect(e as? RuntimeError == .cancelled)
+        // one step for the short answer's call, then the long answer's own
+        #expect(batch.speechSteps <= 2 + bHeard.frames + 1, "\(batch.speechSteps) TTS steps for \(bHeard.frames) frames")
         for _ in 0..<400 where batch.status.running > 0 { try await Task.sleep(for: .milliseconds(5)) }
         #expect(batch.status.running == 0 && batch.status.cancelled == 1 && batch.status.completed == 1)
         #expect(engine.cacheStats.kvPagesInUse == 0)

@@ -344,20 +344,22 @@ public final class ConditionalChatTTS: @unchecked Sendable {
 extension ConditionalChatTTS {
     /// The non-streaming schedule of chat() (spec §5.5): text slots enter 10 at a time ([0, 12) first),
     /// each followed by up to `chunkFrames` frames; once all text is in, `chunkFrames`-frame calls run
-    /// until EOS or `maxFrames`. Returns the frames (EOS frame dropped). `shouldStop` is asked between
-    /// calls (a listener who left).
+    /// until EOS or `maxFrames`. Returns the frames (EOS frame dropped). `shouldStop` is asked after
+    /// every frame (a listener who left is not spoken to for another call's worth of frames).
     public func synthesize(_ ctx: Context, sampler: inout CodeSampler, chunkFrames: Int = 25, maxFrames: Int = 2048,
                            stepper: Stepper? = nil, shouldStop: () -> Bool = { false }) -> [[Int]] {
-        let step = config.streamingTextChunkSize, last = ctx.ids.count - 1
-        let chunks = (ctx.ids.count + step - 1) / step
-        for c in 0..<chunks {
-            let begin = c == 0 ? 0 : c * step + 2, end = min((c + 1) * step + 2, last)
-            if end > begin { prefillText(ctx, begin: begin, end: end) }
-            generate(ctx, maxNew: chunkFrames, sampler: &sampler, stepper: stepper)
-            if ctx.finished || shouldStop() { return ctx.frames }
-        }
-        while !ctx.finished && ctx.frames.count <= maxFrames && ctx.length < ctx.capacity && !shouldStop() {
-            generate(ctx, maxNew: chunkFrames, sampler: &sampler, stepper: stepper)
+        withoutActuallyEscaping(shouldStop) { shouldStop in
+            let step = config.streamingTextChunkSize, last = ctx.ids.count - 1
+            let chunks = (ctx.ids.count + step - 1) / step
+            for c in 0..<chunks {
+                let begin = c == 0 ? 0 : c * step + 2, end = min((c + 1) * step + 2, last)
+                if end > begin { prefillText(ctx, begin: begin, end: end) }
+                generate(ctx, maxNew: chunkFrames, sampler: &sampler, stepper: stepper, afterFrame: { !shouldStop() })
+                if ctx.finished || shouldStop() { return }
+            }
+            while !ctx.finished && ctx.frames.count <= maxFrames && ctx.length < ctx.capacity && !shouldStop() {
+                generate(ctx, maxNew: chunkFrames, sampler: &sampler, stepper: stepper, afterFrame: { !shouldStop() })
+            }
         }
         return ctx.frames
     }
