@@ -18,13 +18,14 @@ public struct EncoderTiming: Sendable, Codable {
 public enum EncoderBenchmark {
     /// Every encoder the checkpoint has, each timed `repeats` times after one warm-up run. Needs only
     /// the encoders' tensors (a checkpoint without language-model weights works).
-    public static func run(directory: String, repeats: Int, quantize: WeightFormat? = nil,
+    /// - speechStreams: with more than one, also the TTS of that many utterances stepped together.
+    public static func run(directory: String, repeats: Int, quantize: WeightFormat? = nil, speechStreams: Int = 1,
                            progress: (String) -> Void = { _ in }) throws -> [EncoderTiming] {
         let config = try ModelConfig(directory: directory)
         let checkpoint = try Checkpoint(directory: directory)
         let encoders = MiniCPMOModel.encoderQuantization(for: Linear.effectivePrefillPrecision)
         // a component whose tensors are absent (a checkpoint made for another encoder) is skipped
-        return measure(repeats: repeats, progress: progress,
+        return measure(repeats: repeats, speechStreams: speechStreams, progress: progress,
                        vision: { try VisionConfig.decode(config).map { try VisionModel.load(checkpoint, config: $0, quantize: encoders) } },
                        audio: { try AudioConfig.decode(config).map { try AudioModel.load(checkpoint, config: $0, quantize: encoders) } },
                        speech: {
@@ -41,7 +42,7 @@ public enum EncoderBenchmark {
     }
 
     /// Times each component that loads; one that does not is reported and skipped.
-    static func measure(repeats: Int, progress: (String) -> Void, vision: () throws -> VisionModel?,
+    static func measure(repeats: Int, speechStreams: Int = 1, progress: (String) -> Void, vision: () throws -> VisionModel?,
                         audio: () throws -> AudioModel?, speech: () throws -> SpeechModel?) -> [EncoderTiming] {
         var out: [EncoderTiming] = []
         func attempt(_ what: String, _ body: () throws -> [EncoderTiming]) {
@@ -55,7 +56,7 @@ public enum EncoderBenchmark {
         }
         attempt("vision encoder") { try vision().map { [vision448($0, repeats: repeats)] } ?? [] }
         attempt("audio encoder") { try audio().map { audio30s($0, repeats: repeats) } ?? [] }
-        attempt("speech output") { try speech().map { self.speech($0, repeats: repeats) } ?? [] }
+        attempt("speech output") { try speech().map { self.speech($0, repeats: repeats, streams: speechStreams) } ?? [] }
         return out
     }
 
@@ -93,18 +94,38 @@ public enum EncoderBenchmark {
     /// the TTS transformer after its first text prefill, DVAE + Vocos, their real-time factor (wall
     /// seconds per audio second, < 1 is faster than real time; the `median_seconds` of the
     /// "speech-rtf" row), and the time from a streamed text's first words to the first audio chunk.
-    public static func speech(_ s: SpeechModel, repeats: Int, frames: Int = 100) -> [EncoderTiming] {
+    /// With `streams` > 1, also that many utterances' TTS stepped together ("speech-tts-batched").
+    public static func speech(_ s: SpeechModel, repeats: Int, frames: Int = 100, streams: Int = 1) -> [EncoderTiming] {
         var rng = Xoshiro256(seed: 9)
         let speaker = (0..<s.tts.config.llmDim).map { _ in Float(rng.next() % 2001) / 1000 - 1 }
         let words = "the quick brown fox jumps over the lazy dog while twelve singers hum a gentle tune"
-        var codes: [[Int]] = []
-        let ttsSamples = time(repeats: repeats) {
-            var sampler = CodeSampler(seed: 1)
+        func primed() -> ConditionalChatTTS.Context {
             let ctx = s.tts.makeContext(text: s.tokenizer.encode(words), specials: s.specials,
                                         speaker: s.tts.projectSpeaker(speaker), maxFrames: frames + 4)
             s.tts.prefillText(ctx, begin: 0, end: s.tts.config.streamingTextChunkSize + 2)
+            return ctx
+        }
+        var codes: [[Int]] = []
+        var ttsSamples: [Double] = []
+        for _ in 0...repeats {  // the first run warms up
+            let ctx = primed()
+            var sampler = CodeSampler(seed: 1)
+            let t0 = Date()
             s.tts.generate(ctx, maxNew: frames, minNew: frames, sampler: &sampler)
+            ttsSamples.append(Date().timeIntervalSince(t0))
             codes = ctx.frames
+        }
+        ttsSamples.removeFirst()
+        var batched: [Double] = []
+        if streams > 1 {
+            for _ in 0...repeats {
+                let ctxs = (0..<streams).map { _ in primed() }
+                var samplers = (0..<streams).map { CodeSampler(seed: UInt64(1 + $0)) }
+                let t0 = Date()
+                s.tts.generate(ctxs, maxNew: frames, minNew: frames, samplers: &samplers)
+                batched.append(Date().timeIntervalSince(t0))
+            }
+            batched.removeFirst()
         }
         var seconds = 0.0
         let renderSamples = time(repeats: repeats) { seconds = s.render(codes).seconds }
@@ -122,6 +143,10 @@ public enum EncoderBenchmark {
         let what = "\(codes.count) frames = \(String(format: "%.2f", seconds)) s of 24 kHz audio"
         return [
             EncoderTiming(component: "speech-tts", input: "\(what): TTS transformer", medianSeconds: Benchmark.median(ttsSamples), samples: ttsSamples),
+        ] + (streams > 1 ? [
+            EncoderTiming(component: "speech-tts-batched", input: "\(streams) utterances × \(codes.count) frames stepped together: TTS transformer",
+                          medianSeconds: Benchmark.median(batched), samples: batched),
+        ] : []) + [
             EncoderTiming(component: "speech-render", input: "\(what): DVAE + Vocos", medianSeconds: Benchmark.median(renderSamples), samples: renderSamples),
             EncoderTiming(component: "speech-rtf", input: "real-time factor: wall seconds per audio second (TTS + DVAE + Vocos)", medianSeconds: Benchmark.median(rtf), samples: rtf),
             EncoderTiming(component: "speech-first-chunk", input: "streamed text → first audio chunk (seconds)", medianSeconds: Benchmark.median(firstChunk), samples: firstChunk),

@@ -30,7 +30,7 @@ struct BenchCommand: ParsableCommand {
     @Flag(name: .long, help: "Only the multimodal encoders (works on a checkpoint without language-model weights).")
     var encoders = false
 
-    @Option(name: .long, help: "Decode N independent streams together, in batched steps (each weight read once per step for all), and report the aggregate decode rate.")
+    @Option(name: .long, help: "Decode N independent streams together, in batched steps (each weight read once per step for all), and report the aggregate decode rate; with --encoders, also the TTS of N utterances stepped together.")
     var parallel: Int?
 
     @Flag(name: .long, help: "Time to first token for a 1344x1008 photo + a question, 30 s of audio + a question and --prompt-tokens text tokens, each split into encode / prefill / first decode step.")
@@ -47,8 +47,8 @@ struct BenchCommand: ParsableCommand {
         }
         if let parallel {
             if parallel < 1 || parallel > 256 { throw ValidationError("--parallel must be between 1 and 256") }
-            if model == nil || kernels || encoders { throw ValidationError("--parallel needs --model (and no --kernels or --encoders)") }
-            if genTokens < 1 { throw ValidationError("--parallel needs --gen-tokens ≥ 1") }
+            if model == nil || kernels { throw ValidationError("--parallel needs --model (and no --kernels)") }
+            if genTokens < 1 && !encoders { throw ValidationError("--parallel needs --gen-tokens ≥ 1") }
         }
     }
 
@@ -74,7 +74,8 @@ struct BenchCommand: ParsableCommand {
         if encoders {
             runtime.apply()
             do {
-                let timings = try EncoderBenchmark.run(directory: modelDirectory(model!), repeats: repeats, quantize: runtime.quant.format, progress: note)
+                let timings = try EncoderBenchmark.run(directory: modelDirectory(model!), repeats: repeats, quantize: runtime.quant.format,
+                                                           speechStreams: parallel ?? 1, progress: note)
                 if json {
                     writeOut(String(decoding: try jsonEncoder().encode(["threads": Threading.count]), as: UTF8.self).dropLast()
                              + ",\"encoders\":" + String(decoding: try jsonEncoder().encode(timings), as: UTF8.self) + "}\n")

@@ -51,4 +51,31 @@ import Testing
         }
         #expect(alone[0][0] != alone[1][0], "the utterances differ")
     }
+
+    /// The lockstep `generate` of several utterances (as `bench --encoders --parallel` runs it) makes each
+    /// one's frames, EOS included, those `generate` makes alone.
+    @Test func lockstepGenerateEqualsEachAlone() throws {
+        let speech = try MiniCPMOModel(directory: modelDir("tiny-minicpmo")).speech()
+        let tts = speech.tts
+        try #require(tts.stepsExactlyInBatches, "needs a GEMM with the GEMV's arithmetic")
+        let hidden = try #require(try reference("speech-e2e-tiny-minicpmo").tensors["spk_hidden"]).floats()
+        let texts = ["Hello there.", "A longer sentence, with more words in it.", "Yes.", "One more."]
+        func contexts() -> [ConditionalChatTTS.Context] {
+            texts.map { t in
+                let c = tts.makeContext(text: speech.tokenizer.encode(t), specials: speech.specials, speaker: tts.projectSpeaker(hidden))
+                tts.prefillText(c, begin: 0, end: 12)
+                return c
+            }
+        }
+        let alone = contexts().enumerated().map { i, c -> [[Int]] in
+            var sampler = CodeSampler(seed: UInt64(i + 1))
+            tts.generate(c, maxNew: 60, sampler: &sampler)
+            return c.frames + (c.finished ? [[-1]] : [])
+        }
+        let together = contexts()
+        var samplers = texts.indices.map { CodeSampler(seed: UInt64($0 + 1)) }
+        tts.generate(together, maxNew: 60, samplers: &samplers)
+        #expect(together.map { $0.frames + ($0.finished ? [[-1]] : []) } == alone)
+        #expect(Set(alone.map(\.count)).count > 1, "the utterances end at different frames")
+    }
 }

@@ -295,6 +295,22 @@ public final class ConditionalChatTTS: @unchecked Sendable {
         }
     }
 
+    /// `generate` for several utterances in lockstep: each step is one batched `step(_:)` of those not yet
+    /// finished (each weight read once for all of them), and each samples with its own sampler.
+    public func generate(_ contexts: [Context], maxNew: Int, minNew: Int = 10, samplers: inout [CodeSampler]) {
+        precondition(samplers.count == contexts.count, "one sampler per utterance")
+        for i in 0..<maxNew {
+            let live = contexts.indices.filter { !contexts[$0].finished && contexts[$0].length < contexts[$0].capacity }
+            if live.isEmpty { return }
+            let bos = live.map { contexts[$0].pending == nil }
+            let logits = step(live.map { contexts[$0] })
+            for (k, j) in live.enumerated() {
+                let codes = samplers[j].sample(logits[k], config: config, bos: bos[k], suppressEOS: i < minNew, history: contexts[j].frames)
+                contexts[j].appendFrame(codes, eos: config.eosCode)
+            }
+        }
+    }
+
     /// Primes a new segment of a long answer with the previous segment's last frames (the reference's
     /// prefill_audio_ids): the audio BOS and `frames` minus the last go in at positions 302…, under one
     /// mask row shared by all of them as the reference builds it; the last frame is the next step's input.
