@@ -106,26 +106,14 @@ public enum EncoderBenchmark {
             return ctx
         }
         var codes: [[Int]] = []
-        var ttsSamples: [Double] = []
-        for _ in 0...repeats {  // the first run warms up
-            let ctx = primed()
+        let ttsSamples = time(repeats: repeats, setup: primed) { ctx in
             var sampler = CodeSampler(seed: 1)
-            let t0 = Date()
             s.tts.generate(ctx, maxNew: frames, minNew: frames, sampler: &sampler)
-            ttsSamples.append(Date().timeIntervalSince(t0))
             codes = ctx.frames
         }
-        ttsSamples.removeFirst()
-        var batched: [Double] = []
-        if streams > 1 {
-            for _ in 0...repeats {
-                let ctxs = (0..<streams).map { _ in primed() }
-                var samplers = (0..<streams).map { CodeSampler(seed: UInt64(1 + $0)) }
-                let t0 = Date()
-                s.tts.generate(ctxs, maxNew: frames, minNew: frames, samplers: &samplers)
-                batched.append(Date().timeIntervalSince(t0))
-            }
-            batched.removeFirst()
+        let batched = streams < 2 ? [] : time(repeats: repeats, setup: { (0..<streams).map { _ in primed() } }) { ctxs in
+            var samplers = (0..<streams).map { CodeSampler(seed: UInt64(1 + $0)) }
+            s.tts.generate(ctxs, maxNew: frames, minNew: frames, samplers: &samplers)
         }
         var seconds = 0.0
         let renderSamples = time(repeats: repeats) { seconds = s.render(codes).seconds }
@@ -154,10 +142,16 @@ public enum EncoderBenchmark {
     }
 
     static func time(repeats: Int, _ body: () -> Void) -> [Double] {
-        body()  // warm-up: faults the weights in
+        time(repeats: repeats, setup: {}, body)
+    }
+
+    /// `body` timed on what an untimed `setup` makes for each run.
+    static func time<T>(repeats: Int, setup: () -> T, _ body: (T) -> Void) -> [Double] {
+        body(setup())  // warm-up: faults the weights in
         return (0..<repeats).map { _ in
+            let input = setup()
             let t0 = Date()
-            body()
+            body(input)
             return Date().timeIntervalSince(t0)
         }
     }

@@ -6,6 +6,15 @@ import Testing
 /// TTS steps of several utterances taken together (several answers spoken at once) against each
 /// utterance stepped alone, on the tiny MiniCPM-o checkpoint.
 @Suite struct BatchedTTSTests {
+    /// One context per text, its first 12 text slots prefilled.
+    static func primed(_ texts: [String], _ speech: SpeechModel, _ hidden: [Float]) -> [ConditionalChatTTS.Context] {
+        texts.map { t in
+            let c = speech.tts.makeContext(text: speech.tokenizer.encode(t), specials: speech.specials, speaker: speech.tts.projectSpeaker(hidden))
+            speech.tts.prefillText(c, begin: 0, end: 12)
+            return c
+        }
+    }
+
     /// Three utterances of different texts, at different positions (each has taken 3·i steps alone first),
     /// then 20 steps, each utterance sampling its own codes: batched, every step's logits are those it gets
     /// alone, bit for bit where the CPU has a GEMM with the GEMV's arithmetic for the TTS's weights.
@@ -16,11 +25,7 @@ import Testing
         let texts = ["Hello there.", "A somewhat longer sentence to speak, with more words in it than the others.", "Yes."]
 
         func run(batched: Bool) -> [[[Float]]] {
-            let contexts = texts.map { t -> ConditionalChatTTS.Context in
-                let c = tts.makeContext(text: speech.tokenizer.encode(t), specials: speech.specials, speaker: tts.projectSpeaker(hidden))
-                tts.prefillText(c, begin: 0, end: 12)
-                return c
-            }
+            let contexts = Self.primed(texts, speech, hidden)
             var samplers = texts.indices.map { CodeSampler(seed: UInt64($0 + 1)) }
             var logits = [[[Float]]](repeating: [], count: contexts.count)
             func take(_ i: Int, _ l: [Float]) {
@@ -60,13 +65,7 @@ import Testing
         try #require(tts.stepsExactlyInBatches, "needs a GEMM with the GEMV's arithmetic")
         let hidden = try #require(try reference("speech-e2e-tiny-minicpmo").tensors["spk_hidden"]).floats()
         let texts = ["Hello there.", "A longer sentence, with more words in it.", "Yes.", "One more."]
-        func contexts() -> [ConditionalChatTTS.Context] {
-            texts.map { t in
-                let c = tts.makeContext(text: speech.tokenizer.encode(t), specials: speech.specials, speaker: tts.projectSpeaker(hidden))
-                tts.prefillText(c, begin: 0, end: 12)
-                return c
-            }
-        }
+        func contexts() -> [ConditionalChatTTS.Context] { Self.primed(texts, speech, hidden) }
         let alone = contexts().enumerated().map { i, c -> [[Int]] in
             var sampler = CodeSampler(seed: UInt64(i + 1))
             tts.generate(c, maxNew: 60, sampler: &sampler)

@@ -283,16 +283,19 @@ public final class ConditionalChatTTS: @unchecked Sendable {
     /// stops the call there.
     /// `stepper` takes the steps in place of `step` (e.g. to batch them with other utterances').
     public func generate(_ ctx: Context, maxNew: Int, minNew: Int = 10, sampler: inout CodeSampler, stepper: Stepper? = nil,
-                         afterFrame: (() -> Bool)? = nil) {
+                         afterFrame: () -> Bool = { true }) {
         var i = 0
         while i < maxNew && !ctx.finished && ctx.length < ctx.capacity {
             let bos = ctx.pending == nil
-            let logits = stepper?(ctx) ?? step(ctx)
-            let codes = sampler.sample(logits, config: config, bos: bos, suppressEOS: i < minNew, history: ctx.frames)
-            ctx.appendFrame(codes, eos: config.eosCode)
+            take(stepper?(ctx) ?? step(ctx), into: ctx, bos: bos, suppressEOS: i < minNew, sampler: &sampler)
             i += 1
-            if afterFrame?() == false { return }
+            if !afterFrame() { return }
         }
+    }
+
+    /// Samples a step's frame from its logits and appends it (`bos`: whether the step's input was BOS).
+    private func take(_ logits: [Float], into ctx: Context, bos: Bool, suppressEOS: Bool, sampler: inout CodeSampler) {
+        ctx.appendFrame(sampler.sample(logits, config: config, bos: bos, suppressEOS: suppressEOS, history: ctx.frames), eos: config.eosCode)
     }
 
     /// `generate` for several utterances in lockstep: each step is one batched `step(_:)` of those not yet
@@ -304,10 +307,7 @@ public final class ConditionalChatTTS: @unchecked Sendable {
             if live.isEmpty { return }
             let bos = live.map { contexts[$0].pending == nil }
             let logits = step(live.map { contexts[$0] })
-            for (k, j) in live.enumerated() {
-                let codes = samplers[j].sample(logits[k], config: config, bos: bos[k], suppressEOS: i < minNew, history: contexts[j].frames)
-                contexts[j].appendFrame(codes, eos: config.eosCode)
-            }
+            for (k, j) in live.enumerated() { take(logits[k], into: contexts[j], bos: bos[k], suppressEOS: i < minNew, sampler: &samplers[j]) }
         }
     }
 
@@ -364,18 +364,16 @@ extension ConditionalChatTTS {
     /// every frame (a listener who left is not spoken to for another call's worth of frames).
     public func synthesize(_ ctx: Context, sampler: inout CodeSampler, chunkFrames: Int = 25, maxFrames: Int = 2048,
                            stepper: Stepper? = nil, shouldStop: () -> Bool = { false }) -> [[Int]] {
-        withoutActuallyEscaping(shouldStop) { shouldStop in
-            let step = config.streamingTextChunkSize, last = ctx.ids.count - 1
-            let chunks = (ctx.ids.count + step - 1) / step
-            for c in 0..<chunks {
-                let begin = c == 0 ? 0 : c * step + 2, end = min((c + 1) * step + 2, last)
-                if end > begin { prefillText(ctx, begin: begin, end: end) }
-                generate(ctx, maxNew: chunkFrames, sampler: &sampler, stepper: stepper, afterFrame: { !shouldStop() })
-                if ctx.finished || shouldStop() { return }
-            }
-            while !ctx.finished && ctx.frames.count <= maxFrames && ctx.length < ctx.capacity && !shouldStop() {
-                generate(ctx, maxNew: chunkFrames, sampler: &sampler, stepper: stepper, afterFrame: { !shouldStop() })
-            }
+        let step = config.streamingTextChunkSize, last = ctx.ids.count - 1
+        let chunks = (ctx.ids.count + step - 1) / step
+        for c in 0..<chunks {
+            let begin = c == 0 ? 0 : c * step + 2, end = min((c + 1) * step + 2, last)
+            if end > begin { prefillText(ctx, begin: begin, end: end) }
+            generate(ctx, maxNew: chunkFrames, sampler: &sampler, stepper: stepper, afterFrame: { !shouldStop() })
+            if ctx.finished || shouldStop() { return ctx.frames }
+        }
+        while !ctx.finished && ctx.frames.count <= maxFrames && ctx.length < ctx.capacity && !shouldStop() {
+            generate(ctx, maxNew: chunkFrames, sampler: &sampler, stepper: stepper, afterFrame: { !shouldStop() })
         }
         return ctx.frames
     }
